@@ -1,0 +1,184 @@
+"""The command line: train, decode, eval, info. Thin: parse, call one function in seqtool.commands, print.
+
+Exit status: 0 ok; 1 internal error (with traceback); 2 user error (one line on stderr);
+3 training diverged (NaN/inf loss); 130 interrupted (after saving a checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Train, decode and evaluate classic sequence models through one shared trainer.",
+)
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=OVERRIDES)
+def train(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides, e.g. model.cell=gru"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory exactly."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the composed config and exit."),
+) -> None:
+    """Train a model.
+
+    [bold]Examples[/bold]
+
+      seqtool train                                            [dim]# char-RNN on the embedded corpus[/dim]
+
+      seqtool train model.cell=gru trainer.max_steps=500 task.path=corpus.txt
+
+      seqtool train experiment=shakespeare_char task.path=input.txt
+
+      seqtool train --resume runs/default/20261123-101500 trainer.max_steps=2000
+    """
+    from omegaconf import OmegaConf
+
+    from seqtool import commands
+    from seqtool.config import compose
+
+    overrides = list(overrides or [])
+    cfg = commands.resume_config(resume, overrides) if resume else compose(overrides)
+    if print_config:
+        typer.echo(OmegaConf.to_yaml(cfg, resolve=True))
+        return
+    run_dir, metrics = commands.train(cfg, resume=resume)
+    shown = "  ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+    typer.echo(f"run: {run_dir}\nval: {shown}")
+
+
+@app.command()
+def decode(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `seqtool train`."),
+    prime: str = typer.Option("", "--prime", help="Text the model continues (char LM)."),
+    max_len: int = typer.Option(200, "--max-len", min=1, help="Tokens to generate."),
+    num: int = typer.Option(1, "--num", min=1, help="Number of samples."),
+    temperature: float = typer.Option(1.0, "--temperature", min=1e-6, help="Sampling temperature."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Sample from the k likeliest tokens."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
+    greedy: bool = typer.Option(False, "--greedy", help="Always take the likeliest token."),
+    seed: int = typer.Option(0, "--seed", help="The same seed gives the same text."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Generate from a trained model.
+
+    [bold]Example[/bold]
+
+      seqtool decode runs/default/20261123-101500 --prime "def " --max-len 300 --temperature 0.8 --seed 1
+    """
+    from seqtool import commands
+    from seqtool.decode.settings import SearchSettings
+
+    run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
+    search = SearchSettings(strategy="greedy" if greedy else "sample", max_len=max_len, temperature=temperature,
+                            top_k=top_k, top_p=top_p, seed=seed)
+    texts = list(run.task.decode(run.model, [prime] * num, search))
+    _emit("\n\n".join(texts) + "\n", output)
+
+
+@app.command(name="eval")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `seqtool train`."),
+    split: str = typer.Option("val", "--split", help="val or test."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Evaluate a trained model on a split.
+
+    [bold]Example[/bold]
+
+      seqtool eval runs/default/20261123-101500 --split test --json
+    """
+    import torch
+
+    from seqtool import commands
+    from seqtool.errors import UserError
+
+    if split not in ("val", "test"):
+        raise UserError(f"--split {split}: use val or test")
+    run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
+    with torch.no_grad():
+        metrics = run.task.evaluate(run.model, split)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    _print_table(f"{run_dir} ({split})", metrics)
+
+
+@app.command()
+def info() -> None:
+    """List the models, tasks, trainers and experiments, one line each."""
+    from seqtool.catalog import catalog
+
+    for group, entries in catalog().items():
+        typer.echo(f"{group}:")
+        for name, description in entries:
+            typer.echo(f"  {name:<24} {description}")
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+
+
+def _print_table(title: str, metrics: dict[str, float]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def main() -> None:
+    """The console script: run the app and turn known failures into their exit statuses."""
+    from seqtool.errors import TrainingDiverged, UserError
+
+    try:
+        app(standalone_mode=False)
+    except UserError as error:
+        _fail(f"error: {error}", 2)
+    except TrainingDiverged as error:
+        _fail(f"diverged: {error}", 3)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as error:  # noqa: BLE001 - Click's usage errors and the trainer's Interrupted
+        _exit_for(error)
+
+
+def _exit_for(error: Exception) -> None:
+    import click
+
+    from seqtool.train import Interrupted
+
+    if isinstance(error, Interrupted):
+        _fail(str(error), 130)
+    if isinstance(error, click.exceptions.Abort):
+        _fail("interrupted", 130)
+    if isinstance(error, click.ClickException):
+        error.show()
+        sys.exit(2)
+    raise error
+
+
+def _fail(message: str, status: int) -> None:
+    sys.stderr.write(message.replace("\n", " ") + "\n")
+    sys.exit(status)

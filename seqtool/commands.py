@@ -1,0 +1,114 @@
+"""What the CLI commands do, as plain functions a test can call: train, load a run, decode, evaluate.
+
+    train(cfg)      compose -> instantiate task -> instantiate model -> instantiate trainer -> fit
+    load_run(dir)   the run's saved config -> task (its saved vocab) -> model (its best/last weights)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from seqtool import distributed
+from seqtool.checkpoint import load_checkpoint, load_model_weights
+from seqtool.config import instantiate, load_run_config, new_run_dir, save_config
+from seqtool.errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks CUDA, then Apple MPS, then the CPU; asking for a missing one is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("device=mps but Apple's MPS backend is not available; use device=cpu or device=auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device={name!r}: use auto, cpu, cuda or mps")
+    if name == "cuda" and distributed.world_size() > 1:
+        return torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build(cfg: DictConfig, run_dir: Path, device: torch.device) -> tuple[Any, nn.Module]:
+    """The task (set up on its data) and a fresh model sized by it."""
+    task = instantiate(cfg.task)
+    task.setup(run_dir, rank=distributed.rank(), world_size=distributed.world_size(), device=device)
+    model = instantiate(cfg.model, **task.model_kwargs())
+    return task, model.to(device)
+
+
+def train(cfg: DictConfig, *, resume: Path | None = None) -> tuple[Path, dict[str, float]]:
+    """Train as the config says (or continue the run in `resume`); returns the run dir and last metrics."""
+    device = resolve_device(str(cfg.device))
+    distributed.init(device)
+    try:
+        run_dir = Path(resume) if resume else Path(distributed.broadcast(str(new_run_dir(cfg))))
+        if distributed.rank() == 0:
+            save_config(cfg, run_dir)
+        seed_everything(int(cfg.seed))
+        task, model = build(cfg, run_dir, device)
+        trainer = instantiate(cfg.trainer, task=task, model=model, run_dir=run_dir, device=device,
+                              model_target=str(cfg.model._target_))
+        if resume:
+            trainer.resume(run_dir / "checkpoints" / "last")
+        metrics = trainer.fit()
+        if distributed.rank() == 0:
+            _plot_curves(run_dir)
+        return run_dir, metrics
+    finally:
+        distributed.shutdown()
+
+
+def _plot_curves(run_dir: Path) -> None:
+    from seqtool.plots import plot_training_curves
+
+    plot_training_curves(run_dir / "metrics.jsonl", run_dir / "plots" / "curves.png")
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The saved config of a run to continue, with overrides such as a larger trainer.max_steps."""
+    if not (Path(run_dir) / "checkpoints" / "last" / "meta.json").is_file():
+        load_run_config(run_dir)  # a clear error if it is not a run at all
+        raise UserError(f"{run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
+    return load_run_config(run_dir, overrides)
+
+
+@dataclass
+class LoadedRun:
+    cfg: DictConfig
+    task: Any
+    model: nn.Module
+    device: torch.device
+
+
+def load_run(run_dir: Path, *, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
+    """Rebuild a run's task and model from its directory, with the chosen checkpoint's weights (eval mode)."""
+    cfg = load_run_config(run_dir)
+    torch_device = resolve_device(device)
+    directory = Path(run_dir) / "checkpoints" / checkpoint
+    if checkpoint == "best" and not directory.is_dir():
+        directory = Path(run_dir) / "checkpoints" / "last"
+    saved = load_checkpoint(directory, map_location=torch_device)
+    task, model = build(cfg, Path(run_dir), torch_device)
+    load_model_weights(model, saved, expected_model=str(cfg.model._target_))
+    model.eval()
+    return LoadedRun(cfg=cfg, task=task, model=model, device=torch_device)

@@ -1,0 +1,52 @@
+"""A character vocabulary, saved with the run so decode and eval see the same ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from seqtool.errors import UserError
+
+
+class CharVocab:
+    """Characters <-> ids, in sorted order of the training text's distinct characters."""
+
+    def __init__(self, chars: list[str]) -> None:
+        self.chars = list(chars)
+        self.index = {char: i for i, char in enumerate(self.chars)}
+
+    @classmethod
+    def build(cls, text: str) -> CharVocab:
+        return cls(sorted(set(text)))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        unknown = sorted(set(text) - self.index.keys())
+        if unknown:
+            shown = "".join(unknown[:10])
+            raise UserError(f"characters not in the vocabulary: {shown!r}")
+        return [self.index[char] for char in text]
+
+    def encode_lossy(self, text: str) -> list[int]:
+        """Ids of the characters the vocabulary knows, others dropped (val/test text unseen in train)."""
+        return [self.index[char] for char in text if char in self.index]
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> CharVocab:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            chars = data["chars"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UserError(f"{path} is not a seqtool character vocabulary ({error})") from None
+        if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise UserError(f"{path} is not a seqtool character vocabulary")
+        return cls(chars)

@@ -1,0 +1,272 @@
+"""RNN, LSTM and GRU written from their equations, stacked, and the factory that picks the fused kernel.
+
+The cells keep torch's parameter names and layouts (``weight_ih`` [G*H, I], ``weight_hh`` [G*H, H],
+``bias_ih``/``bias_hh`` [G*H]; LSTM gates i, f, g, o; GRU gates r, z, n), so weights copy between a
+hand-written cell and ``torch.nn.LSTM`` layer by layer. A stack's state has torch's format too:
+``h`` [L, B, H] for rnn/gru and ``(h, c)`` each [L, B, H] for lstm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
+
+from seqtool.models.base import State, map_tensors
+
+CELLS = ("rnn", "lstm", "gru")
+FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class _GatedCell(nn.Module):
+    """Parameters shared by the three cells: G gates of size H, optional layer norm and weight norm."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_gates: int, *, layer_norm: bool, weight_norm: bool
+    ) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(num_gates * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(num_gates * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(num_gates * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(num_gates * hidden_size))
+        # Layer norm (Ba et al. 2016) normalises W_ih x and W_hh h separately, over all G*H pre-activations.
+        self.norm_ih = nn.LayerNorm(num_gates * hidden_size) if layer_norm else nn.Identity()
+        self.norm_hh = nn.LayerNorm(num_gates * hidden_size) if layer_norm else nn.Identity()
+        bound = 1 / math.sqrt(hidden_size)  # torch's init for its RNN modules
+        for weight in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
+            nn.init.uniform_(weight, -bound, bound)
+        if weight_norm:  # after init: g = ||v|| row-wise, so the weights themselves are unchanged
+            apply_weight_norm(self, "weight_ih")
+            apply_weight_norm(self, "weight_hh")
+
+    def gates(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Pre-activations of the input and the recurrent path, each [B, G*H]."""
+        return (
+            self.norm_ih(F.linear(x, self.weight_ih)) + self.bias_ih,
+            self.norm_hh(F.linear(h, self.weight_hh)) + self.bias_hh,
+        )
+
+
+class RNNCell(_GatedCell):
+    """Elman RNN:  h' = tanh(W_ih x + b_ih + W_hh h + b_hh)."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, *, layer_norm: bool = False, weight_norm: bool = False
+    ) -> None:
+        super().__init__(input_size, hidden_size, 1, layer_norm=layer_norm, weight_norm=weight_norm)
+
+    def forward(self, x: Tensor, state: Tensor) -> Tensor:
+        """x [B, I], h [B, H] -> h' [B, H]."""
+        input_part, hidden_part = self.gates(x, state)
+        return torch.tanh(input_part + hidden_part)
+
+
+class LSTMCell(_GatedCell):
+    """LSTM (torch's gate order i, f, g, o)::
+
+    i, f, g, o = W_ih x + b_ih + W_hh h + b_hh
+    c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h' = sigmoid(o) * tanh(c')           # tanh(LayerNorm(c')) with layer_norm
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        layer_norm: bool = False,
+        weight_norm: bool = False,
+        forget_bias: float | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, 4, layer_norm=layer_norm, weight_norm=weight_norm)
+        self.norm_c = nn.LayerNorm(hidden_size) if layer_norm else nn.Identity()
+        if forget_bias is not None:
+            init_forget_bias(self.bias_ih, self.bias_hh, forget_bias)
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """x [B, I], (h, c) each [B, H] -> (h', c') each [B, H]."""
+        h, c = state
+        input_part, hidden_part = self.gates(x, h)
+        i, f, g, o = (input_part + hidden_part).chunk(4, dim=1)  # 4 x [B, H]
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(self.norm_c(c))
+        return h, c
+
+
+class GRUCell(_GatedCell):
+    """GRU (torch's gate order r, z, n and its reset-after form)::
+
+    r  = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z  = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n  = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h' = (1 - z) * n + z * h
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, *, layer_norm: bool = False, weight_norm: bool = False
+    ) -> None:
+        super().__init__(input_size, hidden_size, 3, layer_norm=layer_norm, weight_norm=weight_norm)
+
+    def forward(self, x: Tensor, state: Tensor) -> Tensor:
+        """x [B, I], h [B, H] -> h' [B, H]."""
+        h = state
+        input_part, hidden_part = self.gates(x, h)
+        x_r, x_z, x_n = input_part.chunk(3, dim=1)  # 3 x [B, H]
+        h_r, h_z, h_n = hidden_part.chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return (1 - z) * n + z * h
+
+
+def init_forget_bias(bias_ih: Tensor, bias_hh: Tensor, value: float) -> None:
+    """Set the forget slice (the 2nd of 4) of an LSTM's biases so that b_ih + b_hh = value there."""
+    hidden_size = bias_ih.shape[0] // 4
+    with torch.no_grad():
+        bias_ih[hidden_size : 2 * hidden_size] = value
+        bias_hh[hidden_size : 2 * hidden_size] = 0.0
+
+
+class LockedDropout(nn.Module):
+    """Variational dropout (Gal & Ghahramani 2016): one mask per sequence, reused at every time step."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, T, D] -> x [B, T, D], zeroing the same features of a row at every step."""
+        if not self.training or self.p == 0:
+            return x
+        mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - self.p) / (1 - self.p)  # [B, 1, D]
+        return x * mask
+
+
+class CellLayer(nn.Module):
+    """Runs one cell over a sequence; takes and returns the state of one layer in torch's [1, B, H] format."""
+
+    def __init__(self, cell: nn.Module) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """x [B, T, I], state [1, B, H] (or a pair) -> outputs [B, T, H], state."""
+        state = map_tensors(lambda t: t.squeeze(0), state)  # [B, H]
+        outputs = []
+        with parametrize.cached():  # weight norm: compute g * v / ||v|| once per sequence, not per step
+            for x_t in x.unbind(dim=1):
+                state = self.cell(x_t, state)
+                outputs.append(state[0] if isinstance(state, tuple) else state)
+        return torch.stack(outputs, dim=1), map_tensors(lambda t: t.unsqueeze(0), state)  # [B, T, H]
+
+
+class StackedRNN(nn.Module):
+    """Layers run one after another over the whole sequence (batch-first), with dropout between them.
+
+    Each layer is a hand-written cell (``layers.k.cell.weight_ih``) or, with ``fused=True``, a one-layer
+    torch module (``layers.k.weight_ih_l0``). State: h [L, B, H], or (h, c) each [L, B, H] for lstm.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        *,
+        dropout: float = 0.0,
+        variational_dropout: bool = False,
+        layer_norm: bool = False,
+        weight_norm: bool = False,
+        forget_bias: float | None = None,
+        fused: bool = False,
+    ) -> None:
+        super().__init__()
+        check_cell(cell)
+        self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
+        sizes = [input_size] + [hidden_size] * (num_layers - 1)
+        if fused:
+            self.layers = nn.ModuleList(FUSED[cell](size, hidden_size, batch_first=True) for size in sizes)
+            if cell == "lstm" and forget_bias is not None:
+                for layer in self.layers:
+                    set_fused_forget_bias(layer, forget_bias)
+        else:
+            options = {"layer_norm": layer_norm, "weight_norm": weight_norm}
+            if cell == "lstm":
+                options["forget_bias"] = forget_bias
+            cell_class = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}[cell]
+            self.layers = nn.ModuleList(CellLayer(cell_class(size, hidden_size, **options)) for size in sizes)
+        self.dropout = LockedDropout(dropout) if variational_dropout else nn.Dropout(dropout)
+
+    def zero_state(self, x: Tensor) -> State:
+        """Zeros in the format of the state, on x's device and dtype."""
+        h = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)  # [L, B, H]
+        return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """x [B, T, I], state (zeros when None) -> outputs [B, T, H] of the last layer, final state."""
+        state = self.zero_state(x) if state is None else state
+        final_states = []
+        for k, layer in enumerate(self.layers):
+            if k > 0:
+                x = self.dropout(x)
+            x, layer_state = layer(x, map_tensors(lambda t, k=k: t[k : k + 1], state))  # [1, B, H]
+            final_states.append(layer_state)
+        if self.cell == "lstm":
+            return x, tuple(torch.cat(parts, dim=0) for parts in zip(*final_states, strict=True))
+        return x, torch.cat(final_states, dim=0)  # [L, B, H]
+
+
+def check_cell(cell: str) -> None:
+    """Refuse a cell name other than rnn, lstm, gru."""
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+
+
+def set_fused_forget_bias(module: nn.LSTM, value: float) -> None:
+    """Forget-bias init for every layer of a fused ``torch.nn.LSTM``."""
+    for k in range(module.num_layers):
+        init_forget_bias(getattr(module, f"bias_ih_l{k}"), getattr(module, f"bias_hh_l{k}"), value)
+
+
+def make_rnn(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    dropout: float = 0.0,
+    variational_dropout: bool = False,
+    layer_norm: bool = False,
+    weight_norm: bool = False,
+    forget_bias: float | None = None,
+) -> nn.Module:
+    """A batch-first stack: ``forward(x [B, T, I], state | None) -> (outputs [B, T, H], state)``.
+
+    Picks torch's fused module (cuDNN on GPU) unless layer_norm or weight_norm needs the hand-written
+    cell; variational dropout between layers runs fused one-layer modules. ``forget_bias`` is LSTM-only
+    (ignored for rnn/gru); None keeps torch's uniform init.
+    """
+    check_cell(cell)
+    stack_args = (cell, input_size, hidden_size, num_layers)
+    options = {"dropout": dropout, "variational_dropout": variational_dropout, "forget_bias": forget_bias}
+    if layer_norm or weight_norm:
+        return StackedRNN(*stack_args, layer_norm=layer_norm, weight_norm=weight_norm, **options)
+    if variational_dropout and num_layers > 1 and dropout > 0:
+        return StackedRNN(*stack_args, fused=True, **options)
+    extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    module = FUSED[cell](
+        input_size,
+        hidden_size,
+        num_layers,
+        batch_first=True,
+        dropout=dropout if num_layers > 1 else 0.0,  # torch warns about dropout on a single layer
+        **extra,
+    )
+    if cell == "lstm" and forget_bias is not None:
+        set_fused_forget_bias(module, forget_bias)
+    return module

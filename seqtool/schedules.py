@@ -1,0 +1,79 @@
+"""Schedules as pure functions of the step: learning rate, curriculum competence, teacher forcing.
+
+Each is a small frozen dataclass built from YAML (`_target_: seqtool.schedules.X`) whose `__call__`
+maps a step to a number, so a resumed run recomputes exactly what an uninterrupted one had.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Multiplier of the peak learning rate at a step (the plateau factor is applied by the trainer)."""
+
+    kind: Literal["constant", "cosine", "inverse_sqrt", "plateau"]
+    warmup_steps: int
+    min_ratio: float
+    plateau_factor: float
+    plateau_patience: int
+
+    def __call__(self, step: int, max_steps: int) -> float:
+        warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        # 1) constant and plateau: linear warmup, then flat (plateau cuts come from evaluations)
+        if self.kind in ("constant", "plateau"):
+            return warmup
+        # 2) inverse square root (Vaswani et al. 2017): rises linearly, then decays as 1/sqrt(step)
+        if self.kind == "inverse_sqrt":
+            return warmup if step < self.warmup_steps else math.sqrt(self.warmup_steps / (step + 1))
+        # 3) cosine from the peak down to min_ratio at max_steps (Loshchilov & Hutter 2017)
+        if step < self.warmup_steps:
+            return warmup
+        progress = min(1.0, (step - self.warmup_steps) / max(1, max_steps - self.warmup_steps))
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class Competence:
+    """Curriculum competence c(t) in (0, 1] (Platanios et al. 2019): the share of the training data,
+    easiest first, a step may draw from. None means no curriculum."""
+
+    kind: Literal["none", "linear", "sqrt"]
+    initial: float
+    steps: int
+
+    def __call__(self, step: int) -> float:
+        if self.kind == "none" or step >= self.steps:
+            return 1.0
+        c0, t = self.initial, step / self.steps
+        if self.kind == "linear":  # c(t) = t (1 - c0) + c0
+            return min(1.0, t * (1 - c0) + c0)
+        return min(1.0, math.sqrt(t * (1 - c0**2) + c0**2))  # c(t) = sqrt(t (1 - c0²) + c0²)
+
+    @property
+    def active(self) -> bool:
+        return self.kind != "none"
+
+
+@dataclass(frozen=True)
+class TeacherForcing:
+    """Probability of feeding the ground truth (not the model's own prediction) at a step, the
+    scheduled-sampling ratio ε_i of Bengio et al. (2015)."""
+
+    kind: Literal["none", "linear", "exponential", "inverse_sigmoid"]
+    k: float
+    min_ratio: float
+    steps: int
+
+    def __call__(self, step: int) -> float:
+        if self.kind == "none":
+            return 1.0
+        if self.kind == "linear":  # ε_i = max(ε_min, 1 - i (1 - ε_min) / steps)
+            return max(self.min_ratio, 1.0 - step * (1.0 - self.min_ratio) / self.steps)
+        if self.kind == "exponential":  # ε_i = k^i with k < 1
+            return max(self.min_ratio, self.k**step)
+        # inverse sigmoid: ε_i = k / (k + exp(i / k)) with k ≥ 1
+        return max(self.min_ratio, self.k / (self.k + math.exp(min(step / self.k, 700.0))))

@@ -1,0 +1,204 @@
+"""Character language modelling with truncated backpropagation through time (TBPTT).
+
+The training text is cut into B contiguous streams laid side by side, and each step takes the next
+L columns of every stream (L grows with the curriculum competence)::
+
+    text:      a b c d e f g h i j k l m n o p q r s t u v w x        (one split, N characters)
+    stream 0:  a b c d e f g h     step t:  x = columns [c, c+L)
+    stream 1:  i j k l m n o p              y = columns [c+1, c+L+1)      (x shifted by one)
+    stream 2:  q r s t u v w x              c += L
+
+Row b of one step continues row b of the step before, so the model's hidden state is carried from
+segment to segment (detached: gradients stop at the segment boundary). When the streams run out they
+wrap to column 0 and the carried state is reset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqtool.data.text import hub_text, read_local, stdlib_source
+from seqtool.data.vocab import CharVocab
+from seqtool.decode.search import prime, sample
+from seqtool.decode.search import greedy
+from seqtool.decode.settings import SearchSettings
+from seqtool.errors import UserError
+from seqtool.models.base import detach_state, map_tensors
+from seqtool.tasks.base import Competence, Loss
+
+VOCAB_FILE = Path("vocab") / "chars.json"
+
+
+@dataclass
+class Segment:
+    x: Tensor  # shape: [B, L] input characters
+    y: Tensor  # shape: [B, L] the next character of each position
+    reset: bool  # the streams wrapped: start from a fresh state
+
+
+class CharLMTask:
+    """Next-character prediction; metrics loss (nats), perplexity and bits per character."""
+
+    def __init__(
+        self,
+        *,
+        path: str | None,
+        hf_name: str | None,
+        hf_column: str,
+        hf_split: str,
+        max_chars: int,
+        val_fraction: float,
+        test_fraction: float,
+        batch_size: int,
+        seq_len: int,
+        min_seq_len: int,
+        eval_max_chars: int,
+    ) -> None:
+        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise ValueError("task.val_fraction and task.test_fraction must be in [0, 1) and leave room for train")
+        if batch_size < 1 or seq_len < 1 or not 1 <= min_seq_len <= seq_len:
+            raise ValueError("task.batch_size and task.seq_len must be ≥ 1, and 1 ≤ task.min_seq_len ≤ seq_len")
+        self.path, self.hf_name, self.hf_column, self.hf_split = path, hf_name, hf_column, hf_split
+        self.max_chars, self.eval_max_chars = max_chars, eval_max_chars
+        self.fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
+        self.batch_size, self.seq_len, self.min_seq_len = batch_size, seq_len, min_seq_len
+        self.device = torch.device("cpu")
+        self.cursor, self.epoch, self.carry = 0, 0, None
+
+    # -------------------------------------------------------------------------------------- data
+    def setup(self, run_dir: Path, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> None:
+        """Read the corpus, split it, and build the vocabulary (or load the run's own)."""
+        self.device = device or torch.device("cpu")
+        text = self._read_corpus()
+        cut_val = int(len(text) * self.fractions[0])
+        cut_test = int(len(text) * (self.fractions[0] + self.fractions[1]))
+        vocab_path = Path(run_dir) / VOCAB_FILE
+        if vocab_path.is_file():
+            self.vocab = CharVocab.load(vocab_path)
+        else:
+            self.vocab = CharVocab.build(text[:cut_val])
+            if rank == 0:
+                self.vocab.save(vocab_path)
+        self.splits = {"train": text[:cut_val], "val": text[cut_val:cut_test], "test": text[cut_test:]}
+        self.train_rows = self._rows(self.splits["train"], self.batch_size * world_size)
+        self.train_rows = self.train_rows[rank * self.batch_size : (rank + 1) * self.batch_size]
+
+    def _read_corpus(self) -> str:
+        if self.path:
+            return read_local(self.path, self.max_chars)
+        if self.hf_name:
+            return hub_text(self.hf_name, self.hf_column, self.hf_split, self.max_chars)
+        return stdlib_source(self.max_chars)
+
+    def _rows(self, text: str, streams: int) -> Tensor:
+        """The text as `streams` contiguous rows. shape: [streams, N // streams]"""
+        ids = torch.tensor(self.vocab.encode_lossy(text), dtype=torch.long)
+        length = len(ids) // streams
+        if length < 2:
+            raise UserError(
+                f"the corpus split is too small: {len(ids)} characters for {streams} streams; "
+                "give more text or lower task.batch_size"
+            )
+        return ids[: streams * length].view(streams, length)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.vocab)}
+
+    def difficulty(self, example: Segment) -> float:
+        return float(example.x.shape[1])
+
+    def segment_length(self, competence: float) -> int:
+        """The curriculum over segment length: competence c unlocks segments up to c · seq_len."""
+        return max(self.min_seq_len, min(self.seq_len, math.ceil(competence * self.seq_len)))
+
+    def batches(self, split: str, *, train: bool, competence: Competence | None = None) -> Iterator[Segment]:
+        """The endless, resumable train stream, or one pass over an evaluation split."""
+        if not train:
+            return self._eval_segments(split)
+        return self._train_segments(competence or (lambda: 1.0))
+
+    def _train_segments(self, competence: Competence) -> Iterator[Segment]:
+        width = self.train_rows.shape[1]
+        while True:
+            length = min(self.segment_length(competence()), width - 1 - self.cursor)
+            reset = length < 1 or self.cursor == 0
+            if length < 1:  # the streams ran out: wrap around (an epoch)
+                self.cursor, self.epoch = 0, self.epoch + 1
+                length = min(self.segment_length(competence()), width - 1)
+            window = self.train_rows[:, self.cursor : self.cursor + length + 1].to(self.device)
+            self.cursor += length
+            yield Segment(x=window[:, :-1], y=window[:, 1:], reset=reset)
+
+    def _eval_segments(self, split: str) -> Iterator[Segment]:
+        text = self.splits[split][: self.eval_max_chars]
+        if len(text) < 2:
+            raise UserError(f"the {split} split is empty (see task.val_fraction / task.test_fraction)")
+        rows = self._rows(text, min(self.batch_size, max(1, len(text) // (self.seq_len + 1))))
+        for start in range(0, rows.shape[1] - 1, self.seq_len):
+            window = rows[:, start : start + self.seq_len + 1].to(self.device)
+            yield Segment(x=window[:, :-1], y=window[:, 1:], reset=start == 0)
+
+    # ------------------------------------------------------------------------------ loss, metrics
+    def loss(self, model: nn.Module, batch: Segment) -> Loss:
+        """Summed cross-entropy over the segment; the hidden state carries to the next segment."""
+        carry = None if batch.reset else self.carry
+        logits, state = model(batch.x, carry)  # shape: [B, L, V]
+        self.carry = detach_state(state)
+        total = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), reduction="sum")
+        return Loss(total=total, count=batch.y.numel())
+
+    def evaluate(self, model: nn.Module, split: str, search: Any = None) -> dict[str, float]:
+        """loss (nats per character), perplexity and bits per character over (a capped prefix of) a split."""
+        total, count, state = 0.0, 0, None
+        with torch.no_grad():
+            for segment in self._eval_segments(split):
+                logits, state = model(segment.x, state)
+                total += float(F.cross_entropy(logits.flatten(0, 1).float(), segment.y.flatten(), reduction="sum"))
+                count += segment.y.numel()
+        loss = total / count
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bpc": loss / math.log(2)}
+
+    # ------------------------------------------------------------------------------------ decode
+    def decode(self, model: nn.Module, inputs: list[str], search: SearchSettings) -> Iterator[str]:
+        """For each prime, `prime + continuation` of search.max_len characters (one per batch row)."""
+        generator = torch.Generator(device=self.device).manual_seed(search.seed)
+        for text in inputs:
+            yield from self._continue(model, text, search, generator)
+
+    def _continue(self, model: nn.Module, text: str, search: SearchSettings, generator) -> Iterator[str]:
+        ids = self.vocab.encode(text) if text else [self._start_id()]
+        prefix = torch.tensor(ids, device=self.device).unsqueeze(0)  # shape: [1, P]
+        state = model.init_state(None, 1)
+        if prefix.shape[1] > 1:
+            _, state = prime(model, state, prefix[:, :-1])
+        if search.strategy == "greedy":
+            hypotheses = greedy(model, state, prefix[:, -1], max_len=search.max_len)
+        else:
+            hypotheses = sample(model, state, prefix[:, -1], max_len=search.max_len,
+                                temperature=search.temperature, top_k=search.top_k, top_p=search.top_p,
+                                generator=generator)
+        yield text + self.vocab.decode(hypotheses.tokens[0][0])
+
+    def _start_id(self) -> int:
+        return self.vocab.index.get("\n", 0)
+
+    def preview(self, model: nn.Module) -> str:
+        search = SearchSettings(strategy="sample", max_len=300, temperature=0.8, seed=0)
+        return next(self.decode(model, [""], search))
+
+    # ------------------------------------------------------------------------------ resumability
+    def state_dict(self) -> dict[str, Any]:
+        carry = map_tensors(lambda t: t.detach().cpu(), self.carry)
+        return {"cursor": self.cursor, "epoch": self.epoch, "carry": carry}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.cursor, self.epoch = int(state["cursor"]), int(state["epoch"])
+        self.carry = map_tensors(lambda t: t.to(self.device), state["carry"])

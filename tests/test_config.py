@@ -1,0 +1,67 @@
+from importlib import resources
+
+import pytest
+from omegaconf import OmegaConf
+
+from seqtool.config import compose, load_run_config
+from seqtool.errors import UserError
+
+
+def test_default_composes_a_char_rnn_on_the_embedded_corpus():
+    cfg = compose([])
+    assert cfg.model._target_ == "seqtool.models.char_rnn.CharRNN"
+    assert cfg.task._target_ == "seqtool.tasks.charlm.CharLMTask"
+    assert cfg.task.path is None and cfg.task.hf_name is None
+
+
+def test_overrides_reach_the_config():
+    cfg = compose(["model.cell=gru", "trainer.max_steps=500", "task.path=corpus.txt"])
+    assert (cfg.model.cell, cfg.trainer.max_steps, cfg.task.path) == ("gru", 500, "corpus.txt")
+
+
+def test_experiment_overrides_only_what_changes():
+    cfg = compose(["experiment=shakespeare_char"])
+    assert cfg.name == "shakespeare_char" and cfg.model.hidden_size == 512
+    assert cfg.model.cell == "lstm"  # untouched default
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model=nope", "model/nope"),
+        ("model.nope=1", "nope"),
+        ("model.hidden_size=abc", "should be int"),
+        ("model.cell=transformer", "one of rnn, lstm, gru"),
+        ("trainer.eval_mode=sideways", "one of min, max"),
+        ("trainer.max_steps=1.5", "should be int"),
+        ("model.cell=[", "bad override"),
+    ],
+)
+def test_bad_overrides_are_user_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        compose([override])
+
+
+def test_a_foreign_target_in_a_run_config_is_refused_before_import(tmp_path):
+    cfg = compose([])
+    cfg.model._target_ = "os.system"
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    with pytest.raises(UserError, match="not allowed"):
+        load_run_config(tmp_path)
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(UserError, match="not a seqtool run directory"):
+        load_run_config(tmp_path)
+    (tmp_path / "config.yaml").write_text("just: [a, list")
+    with pytest.raises(UserError, match="cannot read"):
+        load_run_config(tmp_path)
+
+
+def test_every_experiment_composes_with_the_smoke_trainer():
+    names = [f.name.removesuffix(".yaml") for f in resources.files("seqtool.conf").joinpath("experiment").iterdir()
+             if f.name.endswith(".yaml")]
+    assert names
+    for name in names:
+        cfg = compose([f"experiment={name}", "trainer=smoke"])
+        assert cfg.trainer.max_steps <= 10
