@@ -13,7 +13,9 @@ def catalog() -> dict[str, list[tuple[str, str]]]:
     listing: dict[str, list[tuple[str, str]]] = {}
     for group in GROUPS:
         files = sorted(f for f in root.joinpath(group).iterdir() if f.name.endswith(".yaml"))
-        listing[group] = [(f.name.removesuffix(".yaml"), _description(f.read_text(encoding="utf-8"))) for f in files]
+        listing[group] = [
+            (f.name.removesuffix(".yaml"), _description(f.read_text(encoding="utf-8"))) for f in files
+        ]
     return listing
 
 

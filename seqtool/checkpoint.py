@@ -18,6 +18,7 @@ import pickle
 import random
 import re
 import shutil
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +221,9 @@ def _read_trainer_state(path: Path, map_location: str | torch.device) -> dict[st
     if not path.is_file():
         raise UserError(f"{path} is missing; the checkpoint is incomplete, use another one")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise UserError(
             f"{path} holds more than tensors and plain values; seqtool refuses to unpickle arbitrary "

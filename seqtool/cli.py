@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,8 +24,8 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 @app.command(context_settings=OVERRIDES)
 def train(
-    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides, e.g. model.cell=gru"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory exactly."),
+    overrides: list[str] | None = typer.Argument(None, help="Hydra overrides, e.g. model.cell=gru"),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this run directory exactly."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the composed config and exit."),
 ) -> None:
     """Train a model.
@@ -63,11 +62,11 @@ def decode(
     max_len: int = typer.Option(200, "--max-len", min=1, help="Tokens to generate."),
     num: int = typer.Option(1, "--num", min=1, help="Number of samples."),
     temperature: float = typer.Option(1.0, "--temperature", min=1e-6, help="Sampling temperature."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Sample from the k likeliest tokens."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
+    top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample from the k likeliest tokens."),
+    top_p: float | None = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
     greedy: bool = typer.Option(False, "--greedy", help="Always take the likeliest token."),
     seed: int = typer.Option(0, "--seed", help="The same seed gives the same text."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
@@ -81,8 +80,14 @@ def decode(
     from seqtool.decode.settings import SearchSettings
 
     run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
-    search = SearchSettings(strategy="greedy" if greedy else "sample", max_len=max_len, temperature=temperature,
-                            top_k=top_k, top_p=top_p, seed=seed)
+    search = SearchSettings(
+        strategy="greedy" if greedy else "sample",
+        max_len=max_len,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+    )
     texts = list(run.task.decode(run.model, [prime] * num, search))
     _emit("\n\n".join(texts) + "\n", output)
 

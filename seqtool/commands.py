@@ -1,7 +1,7 @@
 """What the CLI commands do, as plain functions a test can call: train, load a run, decode, evaluate.
 
-    train(cfg)      compose -> instantiate task -> instantiate model -> instantiate trainer -> fit
-    load_run(dir)   the run's saved config -> task (its saved vocab) -> model (its best/last weights)
+train(cfg)      compose -> instantiate task -> instantiate model -> instantiate trainer -> fit
+load_run(dir)   the run's saved config -> task (its saved vocab) -> model (its best/last weights)
 """
 
 from __future__ import annotations
@@ -62,12 +62,22 @@ def train(cfg: DictConfig, *, resume: Path | None = None) -> tuple[Path, dict[st
     distributed.init(device)
     try:
         run_dir = Path(resume) if resume else Path(distributed.broadcast(str(new_run_dir(cfg))))
+        if not resume and (run_dir / "checkpoints").exists():
+            raise UserError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another run_dir"
+            )
         if distributed.rank() == 0:
             save_config(cfg, run_dir)
         seed_everything(int(cfg.seed))
         task, model = build(cfg, run_dir, device)
-        trainer = instantiate(cfg.trainer, task=task, model=model, run_dir=run_dir, device=device,
-                              model_target=str(cfg.model._target_))
+        trainer = instantiate(
+            cfg.trainer,
+            task=task,
+            model=model,
+            run_dir=run_dir,
+            device=device,
+            model_target=str(cfg.model._target_),
+        )
         if resume:
             trainer.resume(run_dir / "checkpoints" / "last")
         metrics = trainer.fit()

@@ -70,7 +70,9 @@ def _target_nodes(node: Any, path: str):
 def _resolve_target(name: str, path: str) -> Any:
     """Import a target, but only from the allowed packages."""
     if not name.startswith(ALLOWED_TARGET_PREFIXES):
-        raise UserError(f"{path}._target_={name!r} is not allowed: only seqtool.* and torch.optim.* are built")
+        raise UserError(
+            f"{path}._target_={name!r} is not allowed: only seqtool.* and torch.optim.* are built"
+        )
     module_name, _, attribute = name.rpartition(".")
     try:
         module = importlib.import_module(module_name)
@@ -102,7 +104,7 @@ def _check_arguments(target: Any, node: DictConfig, path: str) -> None:
 
 
 def _matches(value: Any, hint: Any) -> bool:
-    """A small runtime type check for the types configs hold (int, float, bool, str, Literal, Optional, list)."""
+    """A small runtime type check for what configs hold: int, float, bool, str, Literal, Optional, list."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is typing.Any or hint is inspect.Parameter.empty:
         return True

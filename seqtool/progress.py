@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.progress import TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 console = Console(stderr=True)
 
@@ -19,9 +25,15 @@ class TrainingProgress:
         self.live = enabled and console.is_terminal
         self.tokens_per_s = 0.0
         self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console, disable=not self.live,
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.live,
         )
         self.bar = self.progress.add_task("train", total=total, completed=start, stats="")
 
@@ -36,8 +48,10 @@ class TrainingProgress:
         if stats.get("seconds"):
             rate = stats["count"] / stats["seconds"]
             self.tokens_per_s = rate if not self.tokens_per_s else 0.9 * self.tokens_per_s + 0.1 * rate
-        text = (f"loss {stats['loss']:.3f}  lr {stats['lr']:.2e}  |g| {stats['grad_norm']:.2f}  "
-                f"{self.tokens_per_s:,.0f} tok/s")
+        text = (
+            f"loss {stats['loss']:.3f}  lr {stats['lr']:.2e}  |g| {stats['grad_norm']:.2f}  "
+            f"{self.tokens_per_s:,.0f} tok/s"
+        )
         self.progress.update(self.bar, completed=step, stats=text)
 
     def note(self, step: int, metrics: dict[str, float]) -> None:

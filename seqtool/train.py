@@ -28,8 +28,14 @@ import torch
 from torch import nn
 
 from seqtool import distributed
-from seqtool.checkpoint import BestKeeper, load_checkpoint, load_model_weights, rng_state, save_checkpoint
-from seqtool.checkpoint import set_rng_state
+from seqtool.checkpoint import (
+    BestKeeper,
+    load_checkpoint,
+    load_model_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from seqtool.errors import TrainingDiverged, UserError
 from seqtool.progress import TrainingProgress
 from seqtool.schedules import Competence, LRSchedule, TeacherForcing
@@ -40,7 +46,8 @@ class Interrupted(Exception):
 
 
 class Trainer:
-    """Fits a model on a task. Built from conf/trainer/*.yaml; task, model, run_dir and device come from `train`."""
+    """Fits a model on a task. Built from conf/trainer/*.yaml; task, model, run_dir and device come
+    from `seqtool.commands.train`."""
 
     def __init__(
         self,
@@ -107,9 +114,13 @@ class Trainer:
         self.model.train()
         batches = iter(self.task.batches("train", train=True, competence=lambda: self.curriculum(self.step)))
         last_eval: dict[str, float] = {}
-        with self._logger() as log, self._sigint_saves(), TrainingProgress(
-            self.max_steps, start=self.step, enabled=self.show_progress and self.is_main
-        ) as bar:
+        with (
+            self._logger() as log,
+            self._sigint_saves(),
+            TrainingProgress(
+                self.max_steps, start=self.step, enabled=self.show_progress and self.is_main
+            ) as bar,
+        ):
             window = _Window()
             while self.step < self.max_steps and not self._early_stopped():
                 stats = self.train_step(batches)
@@ -134,8 +145,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         started, total_loss, total_count = time.perf_counter(), 0.0, 0
         for _ in range(self.grad_accum):
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                                enabled=self.autocast_dtype is not None):
+            with torch.autocast(
+                self.device.type,
+                dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None,
+            ):
                 loss = self.task.loss(self.trained_model, next(batches))
             mean = loss.total / max(loss.count, 1)
             (mean / self.grad_accum).backward()
@@ -147,8 +161,14 @@ class Trainer:
             return self._nonfinite(mean_loss, grad_norm, lr)
         self.optimizer.step()
         elapsed = time.perf_counter() - started
-        return {"loss": mean_loss, "lr": lr, "grad_norm": grad_norm, "count": total_count, "seconds": elapsed,
-                "competence": self.curriculum(self.step)}
+        return {
+            "loss": mean_loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "count": total_count,
+            "seconds": elapsed,
+            "competence": self.curriculum(self.step),
+        }
 
     def _replica_check(self) -> dict[str, float]:
         """Under DDP, how far the ranks' weights have drifted apart (0.0 when they are in sync)."""
@@ -183,7 +203,8 @@ class Trainer:
         if self.on_nonfinite == "stop":
             raise TrainingDiverged(
                 f"{what} at step {self.step + 1}; stopped without overwriting the last good checkpoint "
-                f"in {self.run_dir / 'checkpoints'} (lower the lr, clip harder, or set trainer.on_nonfinite=skip)"
+                f"in {self.run_dir / 'checkpoints'} "
+                "(lower the lr, clip harder, or set trainer.on_nonfinite=skip)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "count": 0, "seconds": 0.0, "skipped": 1}
@@ -194,15 +215,22 @@ class Trainer:
         metrics, improved = distributed.broadcast(self._judge() if self.is_main else None)
         value = metrics[self.eval_metric]
         self.evals_without_improvement = 0 if improved else self.evals_without_improvement + 1
-        if (self.lr_schedule.kind == "plateau" and not improved
-                and self.evals_without_improvement % self.lr_schedule.plateau_patience == 0):
+        if (
+            self.lr_schedule.kind == "plateau"
+            and not improved
+            and self.evals_without_improvement % self.lr_schedule.plateau_patience == 0
+        ):
             self.plateau_scale *= self.lr_schedule.plateau_factor
         state = self.trainer_state()
         if self.is_main:
             log({"step": self.step, **{f"val_{key}": val for key, val in metrics.items()}})
             self.best.offer(value, self.step, model=self.model, trainer_state=state, meta=self._meta(value))
-            save_checkpoint(self.run_dir / "checkpoints" / "last", model=self.model, trainer_state=state,
-                            meta=self._meta(value))
+            save_checkpoint(
+                self.run_dir / "checkpoints" / "last",
+                model=self.model,
+                trainer_state=state,
+                meta=self._meta(value),
+            )
             self._write_sample()
         return metrics
 
@@ -216,8 +244,14 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         self.model.eval()
         try:
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                                                 enabled=self.autocast_dtype is not None):
+            with (
+                torch.no_grad(),
+                torch.autocast(
+                    self.device.type,
+                    dtype=self.autocast_dtype or torch.float32,
+                    enabled=self.autocast_dtype is not None,
+                ),
+            ):
                 return {key: float(value) for key, value in self.task.evaluate(self.model, "val").items()}
         finally:
             self.model.train()
@@ -250,13 +284,22 @@ class Trainer:
         }
 
     def _meta(self, metric: float | None) -> dict[str, Any]:
-        return {"model": self.model_target, "step": self.step, "metric": metric, "metric_name": self.eval_metric}
+        return {
+            "model": self.model_target,
+            "step": self.step,
+            "metric": metric,
+            "metric_name": self.eval_metric,
+        }
 
     def save_last(self) -> None:
         state = self.trainer_state()
         if self.is_main:
-            save_checkpoint(self.run_dir / "checkpoints" / "last", model=self.model, trainer_state=state,
-                            meta=self._meta(None))
+            save_checkpoint(
+                self.run_dir / "checkpoints" / "last",
+                model=self.model,
+                trainer_state=state,
+                meta=self._meta(None),
+            )
 
     def resume(self, checkpoint_dir: Path) -> None:
         """Restore weights, optimizer, counters, RNG and the task's stream position from a checkpoint."""
@@ -283,6 +326,7 @@ class Trainer:
             return
         writer = _tensorboard_writer(self.run_dir / "tb") if self.use_tensorboard else None
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+
             def log(record: dict[str, Any]) -> None:
                 file.write(json.dumps(record) + "\n")
                 file.flush()
@@ -299,6 +343,7 @@ class Trainer:
     @contextlib.contextmanager
     def _sigint_saves(self):
         """The first Ctrl-C asks the loop to save and stop at the end of the step; a second one aborts."""
+
         def request_stop(signum, frame):
             if self.stop_requested:
                 raise KeyboardInterrupt
@@ -332,9 +377,14 @@ class _Window:
 
     def summary(self, step: int) -> dict[str, Any]:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        record = {"step": step, "loss": self.loss_sum / max(self.count, 1) if self.count else self.last["loss"],
-                  "lr": self.last["lr"], "grad_norm": self.last["grad_norm"],
-                  "tokens_per_s": self.count / elapsed, "competence": self.last.get("competence", 1.0)}
+        record = {
+            "step": step,
+            "loss": self.loss_sum / max(self.count, 1) if self.count else self.last["loss"],
+            "lr": self.last["lr"],
+            "grad_norm": self.last["grad_norm"],
+            "tokens_per_s": self.count / elapsed,
+            "competence": self.last.get("competence", 1.0),
+        }
         if self.skipped:
             record["skipped_steps"] = self.skipped
         return record

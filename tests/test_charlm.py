@@ -10,17 +10,37 @@ from seqtool.tasks.charlm import CharLMTask
 
 
 def make_task(path, **changes) -> CharLMTask:
-    options = dict(path=str(path), hf_name=None, hf_column="text", hf_split="train", max_chars=10**6,
-                   val_fraction=0.1, test_fraction=0.1, batch_size=3, seq_len=5, min_seq_len=2,
-                   eval_max_chars=10**6)
+    options = dict(
+        path=str(path),
+        hf_name=None,
+        hf_column="text",
+        hf_split="train",
+        max_chars=10**6,
+        val_fraction=0.1,
+        test_fraction=0.1,
+        batch_size=3,
+        seq_len=5,
+        min_seq_len=2,
+        eval_max_chars=10**6,
+    )
     return CharLMTask(**(options | changes))
 
 
 def make_model(vocab_size: int) -> CharRNN:
     torch.manual_seed(0)
-    return CharRNN(vocab_size=vocab_size, cell="lstm", embedding_size=8, hidden_size=12, num_layers=2,
-                   dropout=0.0, variational_dropout=False, layer_norm=False, weight_norm=False,
-                   forget_bias=1.0, tie_weights=False)
+    return CharRNN(
+        vocab_size=vocab_size,
+        cell="lstm",
+        embedding_size=8,
+        hidden_size=12,
+        num_layers=2,
+        dropout=0.0,
+        variational_dropout=False,
+        layer_norm=False,
+        weight_norm=False,
+        forget_bias=1.0,
+        tie_weights=False,
+    )
 
 
 @pytest.fixture
@@ -72,7 +92,9 @@ def test_carrying_the_state_over_segments_equals_one_long_forward(alphabet_task)
             losses.append(loss.total)
         whole = alphabet_task.train_rows[:, :16]
         logits, _ = model(whole[:, :-1])
-        expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), whole[:, 1:].flatten(), reduction="sum")
+        expected = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), whole[:, 1:].flatten(), reduction="sum"
+        )
     assert torch.allclose(sum(losses), expected, atol=1e-4)
 
 

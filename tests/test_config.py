@@ -59,8 +59,11 @@ def test_not_a_run_directory(tmp_path):
 
 
 def test_every_experiment_composes_with_the_smoke_trainer():
-    names = [f.name.removesuffix(".yaml") for f in resources.files("seqtool.conf").joinpath("experiment").iterdir()
-             if f.name.endswith(".yaml")]
+    names = [
+        f.name.removesuffix(".yaml")
+        for f in resources.files("seqtool.conf").joinpath("experiment").iterdir()
+        if f.name.endswith(".yaml")
+    ]
     assert names
     for name in names:
         cfg = compose([f"experiment={name}", "trainer=smoke"])

@@ -53,12 +53,26 @@ class ToyTask:
 
 
 def toy_trainer(tmp_path, task, *overrides):
-    cfg = compose(["trainer.progress=false", "trainer.tensorboard=false", "trainer.log_every=1",
-                   "trainer.lr_schedule.kind=constant", "trainer.lr_schedule.warmup_steps=0", *overrides])
+    cfg = compose(
+        [
+            "trainer.progress=false",
+            "trainer.tensorboard=false",
+            "trainer.log_every=1",
+            "trainer.lr_schedule.kind=constant",
+            "trainer.lr_schedule.warmup_steps=0",
+            *overrides,
+        ]
+    )
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
-    return instantiate(cfg.trainer, task=task, model=model, run_dir=tmp_path, device=torch.device("cpu"),
-                       model_target="torch.nn.Linear")
+    return instantiate(
+        cfg.trainer,
+        task=task,
+        model=model,
+        run_dir=tmp_path,
+        device=torch.device("cpu"),
+        model_target="torch.nn.Linear",
+    )
 
 
 def records(run_dir):
@@ -113,7 +127,9 @@ def test_a_nan_loss_can_be_skipped(tmp_path):
 
 def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path):
     task = ToyTask(val_losses=[1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
-    trainer = toy_trainer(tmp_path, task, "trainer.max_steps=100", "trainer.eval_every=1", "trainer.patience=2")
+    trainer = toy_trainer(
+        tmp_path, task, "trainer.max_steps=100", "trainer.eval_every=1", "trainer.patience=2"
+    )
     trainer.fit()
     assert trainer.step == 4  # best at step 2, then two evaluations without improvement
     assert load_checkpoint(tmp_path / "checkpoints" / "best").meta["step"] == 2
@@ -121,8 +137,14 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path)
 
 def test_reduce_on_plateau_cuts_the_learning_rate(tmp_path):
     task = ToyTask(val_losses=[1.0, 1.1, 1.2, 1.3, 1.4])
-    trainer = toy_trainer(tmp_path, task, "trainer.max_steps=5", "trainer.eval_every=1",
-                          "trainer.lr_schedule.kind=plateau", "trainer.lr_schedule.plateau_patience=2")
+    trainer = toy_trainer(
+        tmp_path,
+        task,
+        "trainer.max_steps=5",
+        "trainer.eval_every=1",
+        "trainer.lr_schedule.kind=plateau",
+        "trainer.lr_schedule.plateau_patience=2",
+    )
     trainer.fit()
     assert trainer.plateau_scale == 0.25  # two cuts after 2 + 2 bad evaluations
     assert records(tmp_path)[-2]["lr"] == pytest.approx(0.003 * 0.5)
@@ -131,8 +153,12 @@ def test_reduce_on_plateau_cuts_the_learning_rate(tmp_path):
 def test_resumed_training_is_exactly_the_uninterrupted_run(tmp_path):
     """2N steps straight == N steps, then --resume for N more: identical loss at every step."""
     corpus = tiny_corpus(tmp_path)
-    common = ["trainer.lr_schedule.kind=constant", "model.dropout=0.3", "trainer.curriculum.kind=linear",
-              "trainer.curriculum.steps=6"]
+    common = [
+        "trainer.lr_schedule.kind=constant",
+        "model.dropout=0.3",
+        "trainer.curriculum.kind=linear",
+        "trainer.curriculum.steps=6",
+    ]
     straight = tmp_path / "straight"
     commands.train(compose(tiny_run(corpus, straight, *common, steps=12)))
     halves = tmp_path / "halves"

@@ -79,7 +79,9 @@ def stdlib_source(max_chars: int) -> str:
         if size >= max_chars:
             break
     if not parts:
-        raise UserError(f"no Python standard library source found under {root}; give a corpus with task.path=FILE")
+        raise UserError(
+            f"no Python standard library source found under {root}; give a corpus with task.path=FILE"
+        )
     return "".join(parts)[:max_chars]
 
 

@@ -38,7 +38,9 @@ class CharVocab:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False), encoding="utf-8")
+        path.write_text(
+            json.dumps({"kind": "char", "chars": self.chars}, ensure_ascii=False), encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, path: Path) -> CharVocab:

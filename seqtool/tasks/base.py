@@ -15,7 +15,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-Competence = Callable[[], float]  # the current curriculum competence: share of the difficulty range unlocked, (0, 1]
+Competence = Callable[
+    [], float
+]  # the current curriculum competence: share of the difficulty range unlocked, (0, 1]
 
 
 @dataclass
@@ -27,7 +29,9 @@ class Loss:
 
 
 class Task(Protocol):
-    def setup(self, run_dir: Path, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> None:
+    def setup(
+        self, run_dir: Path, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
+    ) -> None:
         """Read data; build the vocabulary (or load it if run_dir already holds one)."""
 
     def model_kwargs(self) -> dict[str, Any]:

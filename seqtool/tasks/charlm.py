@@ -27,8 +27,7 @@ from torch import Tensor, nn
 
 from seqtool.data.text import hub_text, read_local, stdlib_source
 from seqtool.data.vocab import CharVocab
-from seqtool.decode.search import prime, sample
-from seqtool.decode.search import greedy
+from seqtool.decode.search import greedy, prime, sample
 from seqtool.decode.settings import SearchSettings
 from seqtool.errors import UserError
 from seqtool.models.base import detach_state, map_tensors
@@ -63,9 +62,13 @@ class CharLMTask:
         eval_max_chars: int,
     ) -> None:
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-            raise ValueError("task.val_fraction and task.test_fraction must be in [0, 1) and leave room for train")
+            raise ValueError(
+                "task.val_fraction and task.test_fraction must be in [0, 1) and leave room for train"
+            )
         if batch_size < 1 or seq_len < 1 or not 1 <= min_seq_len <= seq_len:
-            raise ValueError("task.batch_size and task.seq_len must be ≥ 1, and 1 ≤ task.min_seq_len ≤ seq_len")
+            raise ValueError(
+                "task.batch_size and task.seq_len must be ≥ 1, and 1 ≤ task.min_seq_len ≤ seq_len"
+            )
         self.path, self.hf_name, self.hf_column, self.hf_split = path, hf_name, hf_column, hf_split
         self.max_chars, self.eval_max_chars = max_chars, eval_max_chars
         self.fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
@@ -74,7 +77,9 @@ class CharLMTask:
         self.cursor, self.epoch, self.carry = 0, 0, None
 
     # -------------------------------------------------------------------------------------- data
-    def setup(self, run_dir: Path, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None) -> None:
+    def setup(
+        self, run_dir: Path, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
+    ) -> None:
         """Read the corpus, split it, and build the vocabulary (or load the run's own)."""
         self.device = device or torch.device("cpu")
         text = self._read_corpus()
@@ -161,7 +166,9 @@ class CharLMTask:
         with torch.no_grad():
             for segment in self._eval_segments(split):
                 logits, state = model(segment.x, state)
-                total += float(F.cross_entropy(logits.flatten(0, 1).float(), segment.y.flatten(), reduction="sum"))
+                total += float(
+                    F.cross_entropy(logits.flatten(0, 1).float(), segment.y.flatten(), reduction="sum")
+                )
                 count += segment.y.numel()
         loss = total / count
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bpc": loss / math.log(2)}
@@ -182,9 +189,16 @@ class CharLMTask:
         if search.strategy == "greedy":
             hypotheses = greedy(model, state, prefix[:, -1], max_len=search.max_len)
         else:
-            hypotheses = sample(model, state, prefix[:, -1], max_len=search.max_len,
-                                temperature=search.temperature, top_k=search.top_k, top_p=search.top_p,
-                                generator=generator)
+            hypotheses = sample(
+                model,
+                state,
+                prefix[:, -1],
+                max_len=search.max_len,
+                temperature=search.temperature,
+                top_k=search.top_k,
+                top_p=search.top_p,
+                generator=generator,
+            )
         yield text + self.vocab.decode(hypotheses.tokens[0][0])
 
     def _start_id(self) -> int:
