@@ -34,8 +34,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per round and side")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timing")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per side before round 1")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating timings per side; the median counts"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--hidden-size", type=int, default=256)
@@ -48,10 +50,20 @@ def parse_args() -> argparse.Namespace:
 
 def overrides(args: argparse.Namespace) -> list[str]:
     """The benchmark's shape as config overrides; a constant lr so both sides step with the same one."""
-    items = [f"device={args.device}", f"task.batch_size={args.batch_size}", f"task.seq_len={args.seq_len}",
-             f"task.min_seq_len={args.seq_len}", f"model.cell={args.cell}", f"model.hidden_size={args.hidden_size}",
-             f"model.num_layers={args.layers}", f"trainer.precision={args.precision}", "trainer.progress=false",
-             "trainer.tensorboard=false", "trainer.lr_schedule.kind=constant", "trainer.lr_schedule.warmup_steps=0"]
+    items = [
+        f"device={args.device}",
+        f"task.batch_size={args.batch_size}",
+        f"task.seq_len={args.seq_len}",
+        f"task.min_seq_len={args.seq_len}",
+        f"model.cell={args.cell}",
+        f"model.hidden_size={args.hidden_size}",
+        f"model.num_layers={args.layers}",
+        f"trainer.precision={args.precision}",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.lr_schedule.kind=constant",
+        "trainer.lr_schedule.warmup_steps=0",
+    ]
     if args.corpus:
         items.append(f"task.path='{Path(args.corpus).resolve()}'")
     return items
@@ -63,8 +75,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> Train
     task.setup(run_dir, device=device)
     torch.manual_seed(cfg.seed)
     model = instantiate(cfg.model, **task.model_kwargs())
-    return instantiate(cfg.trainer, task=task, model=model, run_dir=run_dir, device=device,
-                       model_target=str(cfg.model._target_))
+    return instantiate(
+        cfg.trainer,
+        task=task,
+        model=model,
+        run_dir=run_dir,
+        device=device,
+        model_target=str(cfg.model._target_),
+    )
 
 
 def twin_model(cfg: DictConfig, trainer: Trainer, device: torch.device) -> nn.Module:
@@ -76,11 +94,14 @@ def twin_model(cfg: DictConfig, trainer: Trainer, device: torch.device) -> nn.Mo
     return model
 
 
-def plain_steps(cfg: DictConfig, model: nn.Module, tokens: Tensor, dtype: torch.dtype | None) -> Iterator[None]:
+def plain_steps(
+    cfg: DictConfig, model: nn.Module, tokens: Tensor, dtype: torch.dtype | None
+) -> Iterator[None]:
     """The reference: an endless hand-written TBPTT loop over tokens [B, N]; each next() is one step."""
     optim, length, device = cfg.trainer.optimizer, int(cfg.task.seq_len), tokens.device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=tuple(optim.betas),
-                                  weight_decay=optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
+    )
     while True:
         state = None  # each pass over the rows starts from a fresh state
         for start in range(0, tokens.shape[1] - length, length):
@@ -102,9 +123,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def tokens_per_second(step: Callable[[], object], args: argparse.Namespace, device: torch.device) -> float:
-    """Warm up, then time args.steps calls of `step`, each one optimizer step on B × T tokens."""
-    for _ in range(args.warmup):
-        step()
+    """Time args.steps calls of `step`, each one optimizer step on B × T tokens."""
     synchronize(device)
     started = time.perf_counter()
     for _ in range(args.steps):
@@ -113,16 +132,42 @@ def tokens_per_second(step: Callable[[], object], args: argparse.Namespace, devi
     return args.steps * args.batch_size * args.seq_len / (time.perf_counter() - started)
 
 
-def report(args: argparse.Namespace, device: torch.device, vocab_size: int, seqtool: float, plain: float) -> None:
+def measure(
+    sides: dict[str, Callable[[], object]], args: argparse.Namespace, device: torch.device
+) -> dict[str, float]:
+    """Warm each side up, then time them in alternating rounds (A B, B A, ...) against drift and bursts."""
+    for step in sides.values():
+        for _ in range(args.warmup):
+            step()
+    runs: dict[str, list[float]] = {name: [] for name in sides}
+    for round_index in range(args.rounds):
+        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
+        for name in order:
+            runs[name].append(tokens_per_second(sides[name], args, device))
+        print(
+            f"round {round_index + 1}: " + ", ".join(f"{name} {runs[name][-1]:,.0f} tok/s" for name in sides)
+        )
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def report(args: argparse.Namespace, trainer: Trainer, seqtool: float, plain: float) -> None:
     """A small table, then the same figures as one line of JSON."""
-    ratio = seqtool / plain
-    result = {"device": str(torch.cuda.get_device_name(device) if device.type == "cuda" else device),
-              "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "model": f"{args.cell} {args.layers}x{args.hidden_size}, vocab {vocab_size}",
-              "batch": [args.batch_size, args.seq_len], "precision": args.precision,
-              "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
-              "seqtool_tokens_per_s": round(seqtool), "plain_tokens_per_s": round(plain),
-              "ratio": round(ratio, 4), "overhead_pct": round((1 / ratio - 1) * 100, 2)}
+    ratio, device = seqtool / plain, trainer.device
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": f"{args.cell} {args.layers}x{args.hidden_size}, vocab {len(trainer.task.vocab)}",
+        "batch": [args.batch_size, args.seq_len],
+        "precision": "bf16" if trainer.autocast_dtype else "fp32",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "seqtool_tokens_per_s": round(seqtool),
+        "plain_tokens_per_s": round(plain),
+        "ratio": round(ratio, 4),
+        "overhead_pct": round((1 / ratio - 1) * 100, 2),
+    }
     for key, value in result.items():
         print(f"{key:>22}  {value}")
     print(json.dumps(result))
@@ -137,12 +182,10 @@ def main() -> None:
         batches = trainer.task.batches("train", train=True)
         tokens = trainer.task.train_rows.to(device)  # shape: [B, N], the trainer's own streams
         plain = plain_steps(cfg, twin_model(cfg, trainer, device), tokens, trainer.autocast_dtype)
-        seqtool_runs, plain_runs = [], []
-        for round_index in range(args.rounds):
-            seqtool_runs.append(tokens_per_second(lambda: trainer.train_step(batches), args, device))
-            plain_runs.append(tokens_per_second(lambda: next(plain), args, device))
-            print(f"round {round_index + 1}: seqtool {seqtool_runs[-1]:,.0f} tok/s, plain {plain_runs[-1]:,.0f} tok/s")
-        report(args, device, len(trainer.task.vocab), statistics.median(seqtool_runs), statistics.median(plain_runs))
+        medians = measure(
+            {"seqtool": lambda: trainer.train_step(batches), "plain": lambda: next(plain)}, args, device
+        )
+        report(args, trainer, medians["seqtool"], medians["plain"])
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def train(
         typer.echo(OmegaConf.to_yaml(cfg, resolve=True))
         return
     run_dir, metrics = commands.train(cfg, resume=resume)
+    if not commands.is_main_process():
+        return
     shown = "  ".join(f"{key} {value:.4f}" for key, value in metrics.items())
     typer.echo(f"run: {run_dir}\nval: {shown}")
 

@@ -42,6 +42,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def is_main_process() -> bool:
+    """False on the other ranks of a torchrun launch, which train but stay quiet."""
+    return distributed.rank() == 0
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -25,6 +25,8 @@ def init(device: torch.device) -> None:
     """Join the process group torchrun prepared (gloo on CPU, nccl on CUDA)."""
     if world_size() > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl collectives (and all_gather_object) use the current device
         dist.init_process_group(backend=backend)
 
 
@@ -54,6 +56,7 @@ def broadcast(obj: Any) -> Any:
 def all_reduce_sum(value: float) -> float:
     if not dist.is_initialized():
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return float(tensor.item())

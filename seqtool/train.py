@@ -361,28 +361,28 @@ class Trainer:
 
 
 class _Window:
-    """Running sums between two log lines."""
+    """Running sums between two log lines, summed over the ranks when there are several."""
 
     def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.loss_sum = self.count = self.steps = self.skipped = 0
+        self.loss_sum = self.count = self.seconds = 0.0
+        self.skipped = 0
         self.last: dict[str, float] = {}
 
     def add(self, stats: dict[str, float]) -> None:
         self.loss_sum += stats["loss"] * stats["count"]
         self.count += stats["count"]
-        self.steps += 1
+        self.seconds += stats["seconds"]
         self.skipped += int(stats.get("skipped", 0))
         self.last = stats
 
     def summary(self, step: int) -> dict[str, Any]:
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        loss_sum, count = distributed.all_reduce_sum(self.loss_sum), distributed.all_reduce_sum(self.count)
         record = {
             "step": step,
-            "loss": self.loss_sum / max(self.count, 1) if self.count else self.last["loss"],
+            "loss": loss_sum / count if count else self.last["loss"],
             "lr": self.last["lr"],
             "grad_norm": self.last["grad_norm"],
-            "tokens_per_s": self.count / elapsed,
+            "tokens_per_s": count / max(self.seconds, 1e-9),  # time inside train_step: no eval, no logging
             "competence": self.last.get("competence", 1.0),
         }
         if self.skipped:
