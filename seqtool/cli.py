@@ -121,7 +121,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    _print_table(f"{run_dir} ({split})", metrics)
+    _print_table(f"{split} split", metrics, caption=str(run_dir))
 
 
 @app.command()
@@ -143,11 +143,11 @@ def _emit(text: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
 
 
-def _print_table(title: str, metrics: dict[str, float]) -> None:
+def _print_table(title: str, metrics: dict[str, float], *, caption: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, caption=caption)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():

@@ -58,13 +58,32 @@ def test_not_a_run_directory(tmp_path):
         load_run_config(tmp_path)
 
 
-def test_every_experiment_composes_with_the_smoke_trainer():
-    names = [
-        f.name.removesuffix(".yaml")
-        for f in resources.files("seqtool.conf").joinpath("experiment").iterdir()
-        if f.name.endswith(".yaml")
-    ]
-    assert names
-    for name in names:
-        cfg = compose([f"experiment={name}", "trainer=smoke"])
-        assert cfg.trainer.max_steps <= 10
+EXPERIMENTS = sorted(
+    f.name.removesuffix(".yaml")
+    for f in resources.files("seqtool.conf").joinpath("experiment").iterdir()
+    if f.name.endswith(".yaml")
+)
+
+
+def test_there_are_experiments():
+    assert "shakespeare_char" in EXPERIMENTS
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_with_the_smoke_trainer(name):
+    cfg = compose([f"experiment={name}", "trainer=smoke"])
+    assert cfg.trainer.max_steps <= 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_smoke_runs(name, tmp_path):
+    """Each experiment with trainer=smoke trains end to end; hub corpora are swapped for a local file."""
+    from seqtool import commands
+    from tests.helpers import tiny_corpus
+
+    overrides = [f"experiment={name}", "trainer=smoke", f"run_dir={tmp_path / 'run'}", "device=cpu"]
+    if "path" in compose([f"experiment={name}"]).task:
+        overrides += [f"task.path={tiny_corpus(tmp_path)}", "task.hf_name=null", "task.val_fraction=0.1"]
+    run_dir, metrics = commands.train(compose(overrides))
+    assert metrics and (run_dir / "checkpoints" / "best" / "meta.json").is_file()
