@@ -61,14 +61,21 @@ def train(
 def decode(
     run_dir: Path = typer.Argument(..., help="A run directory made by `seqtool train`."),
     prime: str = typer.Option("", "--prime", help="Text the model continues (char LM)."),
-    max_len: int = typer.Option(200, "--max-len", min=1, help="Tokens to generate."),
-    num: int = typer.Option(1, "--num", min=1, help="Number of samples."),
-    temperature: float = typer.Option(1.0, "--temperature", min=1e-6, help="Sampling temperature."),
+    input: str | None = typer.Option(None, "--input", "-i", help="Input file, or - for stdin."),
+    max_len: int | None = typer.Option(None, "--max-len", min=1, help="Tokens to generate."),
+    num: int = typer.Option(1, "--num", min=1, help="Number of samples per input."),
+    temperature: float | None = typer.Option(None, "--temperature", min=1e-6, help="Sampling temperature."),
     top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample from the k likeliest tokens."),
     top_p: float | None = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
     greedy: bool = typer.Option(False, "--greedy", help="Always take the likeliest token."),
-    seed: int = typer.Option(0, "--seed", help="The same seed gives the same text."),
+    beam: int | None = typer.Option(None, "--beam", min=1, help="Beam search with this many beams."),
+    nbest: int = typer.Option(1, "--nbest", min=1, help="Hypotheses per input (beam search)."),
+    alpha: float = typer.Option(0.0, "--alpha", min=0.0, help="GNMT length penalty (beam search)."),
+    seed: int = typer.Option(0, "--seed", help="The same seed gives the same samples."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    plot_attention: Path | None = typer.Option(None, "--plot-attention", help="Attention maps (PNG) here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Plots of the predictions (PNG) here."),
+    horizon: int | None = typer.Option(None, "--horizon", min=1, help="Frames to predict (video)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
@@ -79,19 +86,32 @@ def decode(
       seqtool decode runs/default/20261123-101500 --prime "def " --max-len 300 --temperature 0.8 --seed 1
     """
     from seqtool import commands
-    from seqtool.decode.settings import SearchSettings
+    from seqtool.decode.settings import DecodeOptions, SearchSettings
 
-    run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
+    sampling = temperature is not None or top_k is not None or top_p is not None
+    strategy = "beam" if beam else "greedy" if greedy else "sample" if sampling else None
     search = SearchSettings(
-        strategy="greedy" if greedy else "sample",
+        strategy=strategy,
         max_len=max_len,
-        temperature=temperature,
+        temperature=temperature or 1.0,
         top_k=top_k,
         top_p=top_p,
+        beam_size=beam or 5,
+        nbest=nbest,
+        alpha=alpha,
         seed=seed,
     )
-    texts = list(run.task.decode(run.model, [prime] * num, search))
-    _emit("\n\n".join(texts) + "\n", output)
+    options = DecodeOptions(
+        search=search,
+        input=input,
+        output=output,
+        prime=prime,
+        num=num,
+        plot_dir=plot_attention or plot,
+        horizon=horizon,
+    )
+    run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
+    run.task.run_decode(run.model, options)
 
 
 @app.command(name="eval")
@@ -99,6 +119,11 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A run directory made by `seqtool train`."),
     split: str = typer.Option("val", "--split", help="val or test."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    beam: int | None = typer.Option(
+        None, "--beam", min=1, help="Decode with beam search (generative tasks)."
+    ),
+    src: Path | None = typer.Option(None, "--src", help="Score these inputs instead of a split ..."),
+    ref: Path | None = typer.Option(None, "--ref", help="... against these references."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
@@ -111,13 +136,21 @@ def evaluate(
     import torch
 
     from seqtool import commands
+    from seqtool.decode.settings import SearchSettings
     from seqtool.errors import UserError
 
     if split not in ("val", "test"):
         raise UserError(f"--split {split}: use val or test")
+    if (src is None) != (ref is None):
+        raise UserError("--src and --ref go together")
     run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
+    if src is not None:
+        if not hasattr(run.task, "add_split"):
+            raise UserError(f"this run's task ({type(run.task).__name__}) cannot score --src/--ref files")
+        split = run.task.add_split("files", src=src, ref=ref)
+    search = SearchSettings(strategy="beam" if beam else None, beam_size=beam or 5)
     with torch.no_grad():
-        metrics = run.task.evaluate(run.model, split)
+        metrics = run.task.evaluate(run.model, split, search=search)
     if as_json:
         typer.echo(json.dumps(metrics))
         return
@@ -133,14 +166,6 @@ def info() -> None:
         typer.echo(f"{group}:")
         for name, description in entries:
             typer.echo(f"  {name:<24} {description}")
-
-
-def _emit(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
 
 
 def _print_table(title: str, metrics: dict[str, float], *, caption: str) -> None:

@@ -199,3 +199,14 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     assert "resume with --resume" in stderr and "Traceback" not in stderr
     meta = json.loads((run_dir / "checkpoints" / "last" / "meta.json").read_text())
     assert meta["step"] >= 1
+
+
+def test_decode_reads_the_prime_from_an_input_file(trained, tmp_path):
+    prime = tmp_path / "prime.txt"
+    prime.write_text("the quick ")
+    result = runner.invoke(app, ["decode", str(trained), "--input", str(prime), "--max-len", "5", "--greedy"])
+    assert result.exit_code == 0 and result.output.startswith("the quick ")
+
+
+def test_beam_search_on_a_char_lm_is_a_user_error(trained):
+    assert_user_error(seqtool("decode", str(trained), "--beam", "3"), "beam search needs an end token")

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqtool.data.io import read_input, write_output
 from seqtool.data.text import hub_text, read_local, stdlib_source
 from seqtool.data.vocab import CharVocab
 from seqtool.decode.search import greedy, prime, sample
-from seqtool.decode.settings import SearchSettings
+from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.errors import UserError
 from seqtool.models.base import detach_state, map_tensors
 from seqtool.tasks.base import Competence, Loss
@@ -174,32 +175,46 @@ class CharLMTask:
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bpc": loss / math.log(2)}
 
     # ------------------------------------------------------------------------------------ decode
-    def decode(self, model: nn.Module, inputs: list[str], search: SearchSettings) -> Iterator[str]:
-        """For each prime, `prime + continuation` of search.max_len characters (one per batch row)."""
+    def decode(
+        self, model: nn.Module, inputs: list[str], search: SearchSettings, *, num: int = 1
+    ) -> Iterator[str]:
+        """For each prime, `num` texts of `prime + continuation` (search.max_len characters, default 200)."""
         generator = torch.Generator(device=self.device).manual_seed(search.seed)
         for text in inputs:
-            yield from self._continue(model, text, search, generator)
+            yield from self._continue(model, text, search, generator, num)
 
-    def _continue(self, model: nn.Module, text: str, search: SearchSettings, generator) -> Iterator[str]:
+    def _continue(
+        self, model: nn.Module, text: str, search: SearchSettings, generator, num: int
+    ) -> Iterator[str]:
         ids = self.vocab.encode(text) if text else [self._start_id()]
-        prefix = torch.tensor(ids, device=self.device).unsqueeze(0)  # shape: [1, P]
-        state = model.init_state(None, 1)
+        prefix = torch.tensor(ids, device=self.device).expand(num, len(ids))  # shape: [num, P]
+        state = model.init_state(None, num)
         if prefix.shape[1] > 1:
             _, state = prime(model, state, prefix[:, :-1])
+        max_len = search.max_len or 200
         if search.strategy == "greedy":
-            hypotheses = greedy(model, state, prefix[:, -1], max_len=search.max_len)
+            hypotheses = greedy(model, state, prefix[:, -1], max_len=max_len)
         else:
             hypotheses = sample(
                 model,
                 state,
                 prefix[:, -1],
-                max_len=search.max_len,
+                max_len=max_len,
                 temperature=search.temperature,
                 top_k=search.top_k,
                 top_p=search.top_p,
                 generator=generator,
             )
-        yield text + self.vocab.decode(hypotheses.tokens[0][0])
+        for row in hypotheses.tokens:
+            yield text + self.vocab.decode(row[0])
+
+    def run_decode(self, model: nn.Module, options: DecodeOptions) -> None:
+        """`seqtool decode`: continue --prime (or the text of --input) --num times; print or write them."""
+        if options.search.strategy == "beam":
+            raise UserError("the char LM decodes by sampling or --greedy; beam search needs an end token")
+        prime_text = read_input(options.input) if options.input else options.prime
+        texts = self.decode(model, [prime_text], options.search, num=options.num)
+        write_output("\n\n".join(texts) + "\n", options.output)
 
     def _start_id(self) -> int:
         return self.vocab.index.get("\n", 0)
