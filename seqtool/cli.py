@@ -53,8 +53,9 @@ def train(
     run_dir, metrics = commands.train(cfg, resume=resume)
     if not commands.is_main_process():
         return
-    shown = "  ".join(f"{key} {value:.4f}" for key, value in metrics.items())
-    typer.echo(f"run: {run_dir}\nval: {shown}")
+    from seqtool.progress import format_metrics
+
+    typer.echo(f"run: {run_dir}\nval: {format_metrics(metrics)}")
 
 
 @app.command()

@@ -58,7 +58,7 @@ class TrainingProgress:
         """An evaluation result: printed above the bar (or as a plain line without a terminal)."""
         if not self.enabled:
             return
-        shown = "  ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+        shown = format_metrics(metrics)
         line = f"step {step}/{self.total}  val: {shown}  ({self.tokens_per_s:,.0f} tok/s)"
         (self.progress.console if self.live else console).print(line, highlight=False)
 
@@ -66,3 +66,8 @@ class TrainingProgress:
 def warn(message: str) -> None:
     """A one-line warning on stderr (the run goes on)."""
     console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+def format_metrics(metrics: dict[str, float | str]) -> str:
+    """`loss 1.2345  bleu 27.1000`: the numbers of a metrics dict on one line (text values left out)."""
+    return "  ".join(f"{key} {value:.4f}" for key, value in metrics.items() if not isinstance(value, str))

@@ -145,11 +145,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         started, total_loss, total_count = time.perf_counter(), 0.0, 0
         for _ in range(self.grad_accum):
-            with torch.autocast(
-                self.device.type,
-                dtype=self.autocast_dtype or torch.float32,
-                enabled=self.autocast_dtype is not None,
-            ):
+            with self._autocast():
                 loss = self.task.loss(self.trained_model, next(batches))
             mean = loss.total / max(loss.count, 1)
             (mean / self.grad_accum).backward()
@@ -178,6 +174,11 @@ class Trainer:
             checksum = sum(float(p.double().sum()) for p in self.model.parameters())
         sums = distributed.gather(checksum)
         return {"replica_spread": max(sums) - min(sums)}
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast where precision asks for it (CUDA by default); a no-op context elsewhere."""
+        enabled = self.autocast_dtype is not None
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=enabled)
 
     def _set_learning_rate(self) -> float:
         factor = self.lr_schedule(self.step, self.max_steps) * self.plateau_scale
@@ -244,17 +245,13 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         self.model.eval()
         try:
-            with (
-                torch.no_grad(),
-                torch.autocast(
-                    self.device.type,
-                    dtype=self.autocast_dtype or torch.float32,
-                    enabled=self.autocast_dtype is not None,
-                ),
-            ):
-                return {key: float(value) for key, value in self.task.evaluate(self.model, "val").items()}
+            with torch.no_grad(), self._autocast():
+                metrics = self.task.evaluate(self.model, "val")
         finally:
             self.model.train()
+        # Numbers become floats (a tensor or numpy scalar would not serialise); text such as a BLEU
+        # signature passes through.
+        return {key: value if isinstance(value, str) else float(value) for key, value in metrics.items()}
 
     def _write_sample(self) -> None:
         if not self.sample_every or self.step % self.sample_every and self.step != self.max_steps:
