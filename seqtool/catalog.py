@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-GROUPS = ("model", "task", "trainer", "experiment")
+GROUPS = ("model", "task", "trainer", "trainer/optimizer", "experiment")
 
 
 def catalog() -> dict[str, list[tuple[str, str]]]:

@@ -40,7 +40,8 @@ class ToyTask:
     def evaluate(self, model, split):
         if self.val_losses:
             return {"loss": self.val_losses.pop(0)}
-        return {"loss": float(((model(self.x) - self.y) ** 2).mean())}
+        with torch.no_grad():
+            return {"loss": float(((model(self.x) - self.y) ** 2).mean())}
 
     def preview(self, model):
         return "toy"
@@ -170,3 +171,12 @@ def test_resumed_training_is_exactly_the_uninterrupted_run(tmp_path):
 
     assert sorted(losses(halves)) == list(range(1, 13))
     assert losses(halves) == losses(straight)
+
+
+@pytest.mark.parametrize(("choice", "optimizer"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)])
+def test_the_optimizer_group_picks_the_optimizer(tmp_path, choice, optimizer):
+    trainer = toy_trainer(tmp_path, ToyTask(), f"trainer/optimizer={choice}", "trainer.max_steps=3")
+    assert type(trainer.optimizer) is optimizer
+    before = trainer.evaluate_and_checkpoint(lambda record: None)["loss"]
+    trainer.fit()
+    assert trainer.task.evaluate(trainer.model, "val")["loss"] < before
