@@ -35,7 +35,10 @@ def test_a_wheel_carries_every_config_and_composes_from_anywhere(tmp_path):
     site = tmp_path / "site"
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)]
     subprocess.run(install, check=True, capture_output=True, timeout=300)
-    probe = "import seqtool, seqtool.config as c; print(seqtool.__file__); print(c.compose(['model.cell=gru']).model.cell)"
+    probe = (
+        "import seqtool, seqtool.config as c; "
+        "print(seqtool.__file__); print(c.compose(['model.cell=gru']).model.cell)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=tmp_path,
