@@ -366,11 +366,13 @@ class _Window:
         self.last: dict[str, float] = {}
 
     def add(self, stats: dict[str, float]) -> None:
+        self.last = stats
+        if stats.get("skipped"):  # a non-finite step: counted, but its NaN must not poison the mean
+            self.skipped += 1
+            return
         self.loss_sum += stats["loss"] * stats["count"]
         self.count += stats["count"]
         self.seconds += stats["seconds"]
-        self.skipped += int(stats.get("skipped", 0))
-        self.last = stats
 
     def summary(self, step: int) -> dict[str, Any]:
         loss_sum, count = distributed.all_reduce_sum(self.loss_sum), distributed.all_reduce_sum(self.count)

@@ -122,7 +122,9 @@ def test_a_nan_loss_can_be_skipped(tmp_path):
     trainer = toy_trainer(tmp_path, ToyTask(poison_at=3), "trainer.max_steps=6", "trainer.on_nonfinite=skip")
     trainer.fit()
     assert trainer.step == 6
-    assert any(r.get("skipped_steps") == 1 for r in records(tmp_path))
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert [r["step"] for r in logged if r.get("skipped_steps")] == [3]
+    assert all(math.isfinite(r["loss"]) for r in logged if r["step"] != 3)
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
