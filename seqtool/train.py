@@ -149,10 +149,13 @@ class Trainer:
                 loss = self.task.loss(self.trained_model, next(batches))
             mean = loss.total / max(loss.count, 1)
             (mean / self.grad_accum).backward()
-            total_loss += float(loss.total.detach())
+            total_loss = (
+                total_loss + loss.total.detach().float()
+            )  # stays on the device: no sync per micro-batch
             total_count += loss.count
-        grad_norm = self._clip_gradients()
-        mean_loss = total_loss / max(total_count, 1)
+        # One device-to-host sync per step, for the finiteness check and the log.
+        summed_loss, grad_norm = torch.stack([total_loss, self._clip_gradients()]).tolist()
+        mean_loss = summed_loss / max(total_count, 1)
         if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):
             return self._nonfinite(mean_loss, grad_norm, lr)
         self.optimizer.step()
@@ -191,10 +194,10 @@ class Trainer:
         if hasattr(self.model, "teacher_forcing_ratio"):
             self.model.teacher_forcing_ratio = self.teacher_forcing(self.step)
 
-    def _clip_gradients(self) -> float:
+    def _clip_gradients(self) -> torch.Tensor:
         """Clip by value and/or global norm; return the global norm measured before any clipping."""
         parameters = [p for p in self.model.parameters() if p.grad is not None]
-        norm = float(torch.nn.utils.clip_grad_norm_(parameters, self.clip_norm or math.inf))
+        norm = torch.nn.utils.clip_grad_norm_(parameters, self.clip_norm or math.inf).float()
         if self.clip_value is not None:
             torch.nn.utils.clip_grad_value_(parameters, self.clip_value)
         return norm

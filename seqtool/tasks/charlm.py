@@ -95,7 +95,10 @@ class CharLMTask:
                 self.vocab.save(vocab_path)
         self.splits = {"train": text[:cut_val], "val": text[cut_val:cut_test], "test": text[cut_test:]}
         self.train_rows = self._rows(self.splits["train"], self.batch_size * world_size)
-        self.train_rows = self.train_rows[rank * self.batch_size : (rank + 1) * self.batch_size]
+        # Kept on the device: each step then slices a window without a host-to-device copy.
+        self.train_rows = self.train_rows[rank * self.batch_size : (rank + 1) * self.batch_size].to(
+            self.device
+        )
 
     def _read_corpus(self) -> str:
         if self.path:
