@@ -10,7 +10,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
@@ -24,12 +23,11 @@ class TrainingProgress:
         self.total, self.enabled = total, enabled
         self.live = enabled and console.is_terminal
         self.tokens_per_s = 0.0
-        self.progress = Progress(
+        self.progress = Progress(  # fits an 80-column terminal
             TextColumn("[bold]train"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
@@ -49,7 +47,7 @@ class TrainingProgress:
             rate = stats["count"] / stats["seconds"]
             self.tokens_per_s = rate if not self.tokens_per_s else 0.9 * self.tokens_per_s + 0.1 * rate
         text = (
-            f"loss {stats['loss']:.3f}  lr {stats['lr']:.2e}  |g| {stats['grad_norm']:.2f}  "
+            f"loss {stats['loss']:.3f} lr {stats['lr']:.1e} |g| {stats['grad_norm']:.2f} "
             f"{self.tokens_per_s:,.0f} tok/s"
         )
         self.progress.update(self.bar, completed=step, stats=text)
