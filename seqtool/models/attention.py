@@ -1,0 +1,191 @@
+"""Attention: Luong et al. 2015's score functions (Bahdanau et al. 2015's additive one among them), local-p,
+and the Transformer's multi-head attention (Vaswani et al. 2017).
+
+Symbols as in the papers: h_t the decoder state (the query), h_s the encoder states (the memory), a_t the
+weights over source positions s, mask True on real (non-pad) source positions::
+
+    global   a_t(s) = softmax_s(score(h_t, h_s))                          over the real positions
+    dot      score = h_tᵀ h_s
+    general  score = h_tᵀ W_a h_s
+    concat   score = v_aᵀ tanh(W_a [h_t; h_s])                            ("additive" is the same module)
+    local-p  p_t = S · sigmoid(v_pᵀ tanh(W_p h_t))                         S: the sentence's real length
+             a_t(s) ∝ softmax_s(score_general) · exp(-(s - p_t)² / 2σ²)  σ = D / 2, |s - p_t| ≤ D
+
+Local-p weights are renormalised over the window so that, as for the global scores, they sum to 1 (the
+paper leaves them unnormalised after the Gaussian). What depends on h_s alone (W_a h_s) is computed once
+per source by ``prepare``, so a decoder step costs one query-side product.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NEG_INF = float("-inf")
+SCORES = ("dot", "general", "concat", "additive", "local_p")
+Score = Literal["dot", "general", "concat", "additive", "local_p"]
+
+
+def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
+    """Softmax of scores [..., S] over the positions where mask (broadcastable, bool) is True; 0 elsewhere."""
+    return scores.masked_fill(~mask, NEG_INF).softmax(dim=-1)
+
+
+class DotScore(nn.Module):
+    """score(h_t, h_s) = h_tᵀ h_s: needs query and memory of one size."""
+
+    def prepare(self, h_s: Tensor) -> Tensor:
+        return h_s
+
+    def forward(self, h_t: Tensor, keys: Tensor) -> Tensor:
+        """h_t [B, T, H], keys [B, S, H] -> scores [B, T, S]."""
+        return h_t @ keys.transpose(1, 2)
+
+
+class GeneralScore(nn.Module):
+    """score(h_t, h_s) = h_tᵀ W_a h_s, with W_a h_s precomputed once per source."""
+
+    def __init__(self, query_size: int, memory_size: int) -> None:
+        super().__init__()
+        self.W_a = nn.Linear(memory_size, query_size, bias=False)
+
+    def prepare(self, h_s: Tensor) -> Tensor:
+        return self.W_a(h_s)  # [B, S, H]
+
+    def forward(self, h_t: Tensor, keys: Tensor) -> Tensor:
+        """h_t [B, T, H], keys = W_a h_s [B, S, H] -> scores [B, T, S]."""
+        return h_t @ keys.transpose(1, 2)
+
+
+class ConcatScore(nn.Module):
+    """score(h_t, h_s) = v_aᵀ tanh(W_a [h_t; h_s]) = v_aᵀ tanh(W_q h_t + W_k h_s), W_a = [W_q  W_k]."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int) -> None:
+        super().__init__()
+        self.W_q = nn.Linear(query_size, attention_size, bias=False)
+        self.W_k = nn.Linear(memory_size, attention_size)
+        self.v_a = nn.Linear(attention_size, 1, bias=False)
+
+    def prepare(self, h_s: Tensor) -> Tensor:
+        return self.W_k(h_s)  # [B, S, A]
+
+    def forward(self, h_t: Tensor, keys: Tensor) -> Tensor:
+        """h_t [B, T, H], keys = W_k h_s [B, S, A] -> scores [B, T, S]."""
+        hidden = torch.tanh(self.W_q(h_t).unsqueeze(2) + keys.unsqueeze(1))  # [B, T, S, A]
+        return self.v_a(hidden).squeeze(-1)
+
+
+class Attention(nn.Module):
+    """Luong attention of decoder states over encoder states: global (dot, general, concat/additive) or
+    local-p (the general score inside a predicted window of half-width ``window`` = D)."""
+
+    def __init__(self, score: Score, query_size: int, memory_size: int, window: int) -> None:
+        super().__init__()
+        if score not in SCORES:
+            raise ValueError(f"attention must be one of {', '.join(SCORES)}, got {score!r}")
+        if score == "dot" and query_size != memory_size:
+            raise ValueError(
+                f"dot attention needs equal query and memory sizes, got {query_size}, {memory_size}"
+            )
+        if score == "local_p" and window < 1:
+            raise ValueError(f"local_p attention needs model.local_window >= 1, got {window}")
+        self.window = window if score == "local_p" else None
+        if score == "dot":
+            self.score = DotScore()
+        elif score in ("general", "local_p"):
+            self.score = GeneralScore(query_size, memory_size)
+        else:
+            self.score = ConcatScore(query_size, memory_size, query_size)
+        if self.window is not None:
+            self.W_p = nn.Linear(query_size, query_size, bias=False)
+            self.v_p = nn.Linear(query_size, 1, bias=False)
+
+    def prepare(self, h_s: Tensor) -> Tensor:
+        """What the score needs of the memory h_s [B, S, M], once per source."""
+        return self.score.prepare(h_s)
+
+    def weights(self, h_t: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
+        """a_t [B, T, S] for queries h_t [B, T, H], prepared keys, mask [B, S] (True: real position)."""
+        scores = self.score(h_t, keys)  # [B, T, S]
+        if self.window is None:
+            return masked_softmax(scores, mask.unsqueeze(1))
+        length = mask.sum(-1).to(scores.dtype)[:, None, None]  # S per sentence, [B, 1, 1]
+        p_t = length * torch.sigmoid(self.v_p(torch.tanh(self.W_p(h_t))))  # [B, T, 1]
+        distance = torch.arange(scores.size(-1), device=scores.device) - p_t  # s - p_t, [B, T, S]
+        sigma = self.window / 2
+        inside = mask.unsqueeze(1) & (distance.abs() <= self.window)
+        # softmax(score) · exp(-d² / 2σ²), renormalised over the window = softmax(score - d² / 2σ²) there
+        return masked_softmax(scores - distance.square() / (2 * sigma**2), inside)
+
+    def forward(self, h_t: Tensor, h_s: Tensor, keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """h_t [B, T, H], h_s [B, S, M] -> context c_t = Σ_s a_t(s) h_s [B, T, M], weights a_t [B, T, S]."""
+        a_t = self.weights(h_t, keys, mask)
+        return a_t @ h_s, a_t
+
+
+# --------------------------------------------------------------------------------- multi-head attention
+
+
+class MultiHeadAttention(nn.Module):
+    """head_i = softmax(Q_i K_iᵀ / √d_k) V_i,  out = W_o [head_1; ...; head_h]  (Vaswani et al. 2017).
+
+    Masks are boolean, True where a query may attend, broadcastable to (B, heads, T, S). Without weights it
+    runs torch's fused ``scaled_dot_product_attention``; with ``need_weights`` it computes the softmax
+    explicitly and also returns the weights averaged over heads.
+    """
+
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"model.d_model ({d_model}) must be divisible by model.heads ({heads})")
+        self.heads, self.head_dim, self.dropout = heads, d_model // heads, dropout
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(d_model, d_model) for _ in range(3))
+        self.out_proj = nn.Linear(d_model, d_model)
+        for linear in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            nn.init.xavier_uniform_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def split(self, x: Tensor) -> Tensor:
+        """[B, T, D] -> (B, heads, T, head_dim)."""
+        return x.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
+
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """K and V of x [B, S, D], each (B, heads, S, head_dim): what a decoder caches."""
+        return self.split(self.k_proj(x)), self.split(self.v_proj(x))
+
+    def forward(
+        self, query: Tensor, key_value: Tensor, mask: Tensor | None = None, *, causal: bool = False
+    ) -> Tensor:
+        """query [B, T, D] attends to key_value [B, S, D] -> [B, T, D]; ``causal``: position t sees s <= t."""
+        return self.attend(query, *self.keys_values(key_value), mask, causal=causal)[0]
+
+    def attend(
+        self,
+        query: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        *,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """query [B, T, D] over k, v (B, heads, S, head_dim) -> out [B, T, D], weights [B, T, S] or None.
+
+        ``causal`` lets query t see key s <= t (query and keys starting at the same position)."""
+        q = self.split(self.q_proj(query))  # (B, heads, T, head_dim)
+        dropout = self.dropout if self.training else 0.0
+        if causal and (need_weights or mask is not None):  # SDPA's is_causal flag alone takes no other mask
+            allowed = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril()  # (T, S)
+            mask, causal = (allowed if mask is None else mask & allowed), False
+        if not need_weights:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
+            return self.out_proj(out.transpose(1, 2).flatten(2)), None  # [B, T, D]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, heads, T, S)
+        probs = scores.softmax(-1) if mask is None else masked_softmax(scores, mask)
+        out = F.dropout(probs, dropout, self.training) @ v  # (B, heads, T, head_dim)
+        weights = probs.mean(dim=1)  # (B, T, S)
+        return self.out_proj(out.transpose(1, 2).flatten(2)), weights  # [B, T, D]

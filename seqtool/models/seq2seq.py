@@ -1,0 +1,235 @@
+"""Sequence to sequence with attention: an RNN encoder and an attentional RNN decoder with input feeding
+(Luong et al. 2015; Bahdanau et al. 2015; the plain encoder-decoder of Sutskever et al. 2014 with
+``attention: none``).
+
+::
+
+    src [B, S] -> embedding -> (bi)LSTM/GRU, packed -> h_s [B, S, H]    (bidirectional: H/2 per direction)
+                      final state of the top encoder layer -> bridge: tanh(W_b h) -> decoder h_0 (c_0)
+    step t:   x_t = [embed(y_{t-1}); h̃_{t-1}]                             (input feeding; h̃_0 = 0)
+              h_t = RNN(x_t, h_{t-1})                                    the top layer's output
+              a_t = align(h_t, h_s)  [B, S]     c_t = Σ_s a_t(s) h_s
+              h̃_t = tanh(W_c [c_t; h_t])        p(y_t) = softmax(W_s h̃_t)
+
+``forward`` runs ``_decode`` (the step) over the target, so training and decoding share one code path.
+Scheduled sampling (Bengio et al. 2015): the trainer sets ``teacher_forcing_ratio``; in training each
+sequence is fed, at each step, its gold token with that probability, else the model's previous argmax.
+
+The decoder state is a dict, batch first in every tensor (so ``reorder`` is one ``index_select``)::
+
+    memory   [B, S, H]   h_s          keys  [B, S, A]   what the score precomputes of h_s
+    src_mask [B, S]      True: real   h, c  [B, L, H]   the decoder RNN's state (c for lstm only)
+    feed     [B, H]      h̃_{t-1}      attention [B, S]  a_t of the last step (absent with attention: none)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqtool.models.attention import Attention
+from seqtool.models.base import State, map_tensors
+from seqtool.models.cells import FUSED
+
+CELLS = ("lstm", "gru")
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse the first lengths[b] positions of each row of x [B, S, ...]; the padding stays where it is."""
+    positions = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # [1, S]
+    last = lengths.unsqueeze(1) - 1  # [B, 1]
+    index = torch.where(positions <= last, last - positions, positions)  # [B, S]
+    return x.gather(1, index.view(*index.shape, *[1] * (x.dim() - 2)).expand_as(x))
+
+
+class RNNEncoder(nn.Module):
+    """embedding -> (bi)directional LSTM/GRU over the packed, right-padded source."""
+
+    def __init__(
+        self, cell: str, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
+        bidirectional: bool, dropout: float,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.directions, self.num_layers = (2 if bidirectional else 1), num_layers
+        if hidden_size % self.directions:
+            raise ValueError(f"a bidirectional encoder needs an even model.hidden_size, got {hidden_size}")
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = FUSED[cell](
+            embedding_size,
+            hidden_size // self.directions,  # both directions together give H
+            num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """src [B, S], lengths [B] -> h_s [B, S, H], the top layer's final (h,) or (h, c), each [B, H]."""
+        x = self.dropout(self.embedding(src))  # [B, S, E]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, final = self.rnn(packed)
+        h_s, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))  # [B, S, H]
+        finals = final if isinstance(final, tuple) else (final,)
+        return h_s, tuple(self._top_layer(state) for state in finals)
+
+    def _top_layer(self, state: Tensor) -> Tensor:
+        """[L * dirs, B, H/dirs] -> the last layer's directions side by side [B, H]."""
+        top = state.view(self.num_layers, self.directions, *state.shape[1:])[-1]  # [dirs, B, H/dirs]
+        return top.transpose(0, 1).flatten(1)
+
+
+class Seq2SeqAttention(nn.Module):
+    """An RNN encoder-decoder with Luong attention and input feeding; an incremental decoder."""
+
+    def __init__(
+        self,
+        *,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        pad_index: int,
+        bos_index: int,
+        eos_index: int,
+        cell: Literal["lstm", "gru"],
+        embedding_size: int,
+        hidden_size: int,
+        encoder_layers: int,
+        decoder_layers: int,
+        bidirectional: bool,
+        dropout: float,
+        attention: Literal["none", "dot", "general", "concat", "additive", "local_p"],
+        local_window: int,
+        input_feeding: bool,
+        reverse_source: bool,
+        tie_embeddings: bool,
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"model.cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        if tie_embeddings and embedding_size != hidden_size:
+            raise ValueError(
+                "tie_embeddings needs model.embedding_size == model.hidden_size "
+                f"(got {embedding_size} and {hidden_size})"
+            )
+        self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
+        self.cell, self.hidden_size, self.decoder_layers = cell, hidden_size, decoder_layers
+        self.input_feeding, self.reverse_source = input_feeding, reverse_source
+        self.teacher_forcing_ratio = 1.0  # set by the trainer each step (scheduled sampling)
+        self.encoder = RNNEncoder(
+            cell, src_vocab_size, embedding_size, hidden_size, encoder_layers, bidirectional, dropout
+        )
+        # One bridge per state tensor (h, and c for lstm): tanh(W_b h_final) -> all decoder layers.
+        self.bridges = nn.ModuleList(
+            nn.Linear(hidden_size, decoder_layers * hidden_size) for _ in range(2 if cell == "lstm" else 1)
+        )
+        self.embedding = nn.Embedding(tgt_vocab_size, embedding_size)
+        self.decoder = FUSED[cell](
+            embedding_size + (hidden_size if input_feeding else 0),
+            hidden_size,
+            decoder_layers,
+            batch_first=True,
+            dropout=dropout if decoder_layers > 1 else 0.0,
+        )
+        self.attention = None
+        if attention != "none":
+            self.attention = Attention(attention, hidden_size, hidden_size, local_window)
+            self.W_c = nn.Linear(2 * hidden_size, hidden_size, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden_size, tgt_vocab_size)  # W_s
+        if tie_embeddings:  # decoder input and output share one [V, H] matrix (Press & Wolf 2017)
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)  # N(0, 1) would give huge logits
+            self.output.weight = self.embedding.weight
+
+    @property
+    def max_source_positions(self) -> int | None:
+        """An RNN takes sources of any length."""
+        return None
+
+    @property
+    def max_target_positions(self) -> int | None:
+        """And decodes targets of any length."""
+        return None
+
+    # ------------------------------------------------------------------------------------- training
+    def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
+        """src [B, S], tgt_in [B, T] (BOS + target[:-1]) -> logits [B, T, V] of target positions."""
+        state = self.init_state(self.encode(src), src.size(0))
+        feed_prediction = self._scheduled_sampling(tgt_in)  # [B, T] or None
+        logits: list[Tensor] = []
+        for t in range(tgt_in.size(1)):
+            y_prev = tgt_in[:, t]
+            if feed_prediction is not None and t > 0:
+                y_prev = torch.where(feed_prediction[:, t], logits[-1].argmax(-1), y_prev)
+            step_logits, state = self._decode(y_prev, state)  # [B, V]
+            logits.append(step_logits)
+        return torch.stack(logits, dim=1)  # [B, T, V]
+
+    def _scheduled_sampling(self, tgt_in: Tensor) -> Tensor | None:
+        """Where to feed the model's own previous prediction [B, T]; None when teacher forcing is full.
+
+        Drawn from torch's global RNG (and only then), so an exactly resumed run draws the same."""
+        if not self.training or self.teacher_forcing_ratio >= 1.0:
+            return None
+        return torch.rand(tgt_in.shape, device=tgt_in.device) >= self.teacher_forcing_ratio
+
+    # ------------------------------------------------------------------- the incremental decoder
+    def encode(self, src: Tensor) -> dict[str, Any]:
+        """src [B, S] right-padded with pad_index -> h_s [B, S, H], src_mask [B, S], final encoder states."""
+        src_mask = src != self.pad_index  # [B, S]
+        lengths = src_mask.sum(1).clamp(min=1)  # [B]
+        if self.reverse_source:  # Sutskever et al.: read the sentence backwards, padding stays at the end
+            h_s, final = self.encoder(reverse_padded(src, lengths), lengths)
+            h_s = reverse_padded(h_s, lengths)  # back in source order: a_t(s) then refers to token s
+        else:
+            h_s, final = self.encoder(src, lengths)
+        return {"memory": h_s, "src_mask": src_mask, "final": final}
+
+    def init_state(self, memory: dict[str, Any], batch_size: int) -> State:
+        """Bridge the encoder's final states into the decoder's h_0 (c_0); precompute the attention keys."""
+        h_s = memory["memory"]
+        bridged = [  # each [B, L, H]
+            torch.tanh(bridge(final)).view(batch_size, self.decoder_layers, self.hidden_size)
+            for bridge, final in zip(self.bridges, memory["final"], strict=True)
+        ]
+        feed = h_s.new_zeros(batch_size, self.hidden_size)  # h̃_0 = 0
+        state = {"memory": h_s, "src_mask": memory["src_mask"], "h": bridged[0], "feed": feed}
+        if self.cell == "lstm":
+            state["c"] = bridged[1]
+        if self.attention is not None:
+            state["keys"] = self.attention.prepare(h_s)
+        return state
+
+    def _decode(self, y_prev: Tensor, state: State) -> tuple[Tensor, State]:
+        """One decoder step: y_{t-1} [B] -> logits [B, V], the next state."""
+        x = self.dropout(self.embedding(y_prev))  # [B, E]
+        if self.input_feeding:
+            x = torch.cat([x, state["feed"]], dim=-1)  # [B, E + H]
+        hidden = state["h"].transpose(0, 1).contiguous()  # [L, B, H]
+        if self.cell == "lstm":
+            hidden = (hidden, state["c"].transpose(0, 1).contiguous())
+        output, hidden = self.decoder(x.unsqueeze(1), hidden)  # [B, 1, H]
+        h_t = output[:, 0]  # [B, H]
+        state = dict(state)
+        if self.attention is None:  # the plain encoder-decoder: h̃_t = h_t, no attention row
+            h_tilde = h_t
+        else:
+            c_t, a_t = self.attention(output, state["memory"], state["keys"], state["src_mask"])  # [B, 1, *]
+            h_tilde = torch.tanh(self.W_c(torch.cat([c_t[:, 0], h_t], dim=-1)))  # [B, H]
+            state["attention"] = a_t[:, 0]  # [B, S]
+        if self.cell == "lstm":
+            hidden, state["c"] = hidden[0], hidden[1].transpose(0, 1)
+        state["h"], state["feed"] = hidden.transpose(0, 1), h_tilde  # [B, L, H], [B, H]
+        return self.output(self.dropout(h_tilde)), state
+
+    def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """tokens [B] (y_{t-1}) -> log-probs of y_t [B, V], the next state."""
+        logits, state = self._decode(tokens, state)
+        return F.log_softmax(logits, dim=-1), state
+
+    def reorder(self, state: State, index: Tensor) -> State:
+        """Pick batch rows index [B'] of every state tensor (all are batch-first), memory included."""
+        return map_tensors(lambda t: t.index_select(0, index), state)
