@@ -21,10 +21,15 @@ def plot_training_curves(metrics_file: Path, output: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     panels = 1 + len(val_keys)
-    figure, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.2), squeeze=False)
-    axes[0][0].plot(*zip(*train), label="train loss")
-    axes[0][0].set(xlabel="step", title="train loss")
-    for axis, key in zip(axes[0][1:], val_keys):
+    columns = min(panels, 4)  # a grid, so a task with many metrics stays readable
+    rows = -(-panels // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for axis in flat[panels:]:
+        axis.set_visible(False)
+    flat[0].plot(*zip(*train), label="train loss")
+    flat[0].set(xlabel="step", title="train loss")
+    for axis, key in zip(flat[1:], val_keys):
         points = [(r["step"], r[key]) for r in records if key in r]
         axis.plot(*zip(*points), marker="o")
         axis.set(xlabel="step", title=key.replace("_", " "))
@@ -33,3 +38,128 @@ def plot_training_curves(metrics_file: Path, output: Path) -> Path | None:
     figure.savefig(output, dpi=100)
     plt.close(figure)
     return output
+
+
+def plot_attention(source: list[str], output: list[str], weights, path: Path, *, title: str = "") -> Path:
+    """An attention heatmap: source tokens on x, output tokens on y, weights [len(output), len(source)]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = weights.detach().float().cpu().numpy() if hasattr(weights, "detach") else weights
+    width, height = max(4.0, 0.35 * len(source) + 1.5), max(3.0, 0.35 * len(output) + 1.2)
+    figure, axis = plt.subplots(figsize=(min(width, 30.0), min(height, 30.0)))
+    image = axis.imshow(values, cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
+    axis.set_xticks(range(len(source)), source, rotation=90)
+    axis.set_yticks(range(len(output)), output)
+    axis.set(xlabel="source", ylabel="output", title=title)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_horizon_curves(curves: dict[str, dict[str, list[float]]], path: Path, *, title: str = "") -> Path:
+    """Video metrics per horizon step, one panel per metric: curves[metric][predictor] -> values [K]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.2), squeeze=False)
+    for axis, (metric, lines) in zip(axes[0], curves.items()):
+        for name, values in lines.items():
+            axis.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        axis.set(xlabel="horizon step", title=metric)
+        axis.legend(fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_frame_strip(rows: list[tuple[str, object]], path: Path, *, title: str = "") -> Path:
+    """Rows of grey frames, one column per time step (e.g. input | truth | prediction): each row is
+    (label, frames [T, H, W] with values in [0, 1])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(len(frames) for _, frames in rows)
+    size = (0.9 * columns + 0.8, 0.95 * len(rows) + 0.5)
+    figure, axes = plt.subplots(len(rows), columns, figsize=size, squeeze=False)
+    for row, (label, frames) in enumerate(rows):
+        for column, axis in enumerate(axes[row]):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column < len(frames):
+                axis.imshow(frames[column], cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                axis.set_frame_on(False)
+        axes[row][0].set_ylabel(label, fontsize="small")
+    figure.suptitle(title, fontsize="small")
+    figure.tight_layout(pad=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def save_frames_gif(panes: list[object], path: Path, *, scale: int = 2, duration_ms: int = 200) -> Path:
+    """An animated GIF of panes side by side (e.g. truth | prediction), each frames [T, H, W] in [0, 1];
+    a shorter pane holds its last frame."""
+    import numpy as np
+    from PIL import Image
+
+    steps = max(len(pane) for pane in panes)
+    images = []
+    for t in range(steps):
+        frames = [np.asarray(pane[min(t, len(pane) - 1)], dtype=np.float32) for pane in panes]
+        gap = np.full((frames[0].shape[0], 2), 0.5, dtype=np.float32)  # a grey bar between panes
+        row = np.concatenate([part for frame in frames for part in (frame, gap)][:-1], axis=1)
+        image = Image.fromarray((np.clip(row, 0, 1) * 255).round().astype(np.uint8))
+        images.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def plot_attention_overlay(image, words: list[str], weights, path: Path, *, columns: int = 5) -> Path:
+    """Show, Attend and Tell's figure: the image, then one panel per word with its attention map
+    (weights [len(words), G, G]) upsampled bilinearly to the image and laid over it; a grid, PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    pixels = np.asarray(image)  # [H, W, 3] uint8 or floats in [0, 1]
+    maps = torch.as_tensor(weights, dtype=torch.float32)[:, None]  # [T, 1, G, G]
+    upsampled = F.interpolate(maps, size=pixels.shape[:2], mode="bilinear", align_corners=False)[:, 0]
+    panels = 1 + len(words)
+    columns = min(columns, panels)
+    rows = -(-panels // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.0 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    axes[0][0].imshow(pixels)
+    axes[0][0].set_title("image", fontsize="small")
+    for t, word in enumerate(words, start=1):
+        axis = axes[t // columns][t % columns]
+        axis.imshow(pixels)
+        heat = upsampled[t - 1].numpy()
+        axis.imshow(heat / max(float(heat.max()), 1e-8), cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+        axis.set_title(word, fontsize="small")
+    figure.tight_layout(pad=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path

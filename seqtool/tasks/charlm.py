@@ -197,7 +197,9 @@ class CharLMTask:
         max_len = search.max_len or 200
         limit = getattr(model, "max_positions", None)  # a Transformer LM's position table
         if limit is not None and len(ids) + max_len > limit:
-            raise UserError(f"prime ({len(ids)}) + --max-len ({max_len}) exceed the model's {limit} positions")
+            raise UserError(
+                f"prime ({len(ids)}) + --max-len ({max_len}) exceed the model's {limit} positions"
+            )
         if search.strategy == "greedy":
             hypotheses = greedy(model, state, prefix[:, -1], max_len=max_len)
         else:

@@ -1,0 +1,244 @@
+"""Training throughput (frames/s) of seqtool's ConvLSTM via `Trainer.train_step` beside a plain PyTorch loop.
+
+The plain side is a reference ConvLSTM written here in a few lines (encoder and forecaster stacks, one
+convolution over [x, h] per layer, no peepholes, 1×1 head over all layers' h, p×p patches, feeding back its
+own predictions), of the same size: batch, frames, layers, channels, kernel and patch. It trains with AdamW
+at the same lr and clip_grad_norm_ at the same max norm on batches drawn once from the task beforehand,
+so its time has no data generation; seqtool's side generates every batch on the fly, as in training.
+Sides run in alternating rounds; each reports its median. frames/s counts every frame of a sequence
+(T_in + K) once per training step.
+
+    cd /work/main && .venv/bin/python benchmarks/video.py [--device cuda] [--precision bf16] [--channels-last]
+
+The last line printed is the result as JSON, for a note to quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from seqtool.commands import resolve_device
+from seqtool.config import compose, instantiate
+from seqtool.train import Trainer
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--steps", type=int, default=5, help="timed optimizer steps per round and side")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side before round 1")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating timings per side; the median counts"
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--input-frames", type=int, default=10)
+    parser.add_argument("--target-frames", type=int, default=10)
+    parser.add_argument("--hidden-channels", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--kernel-size", type=int, default=3)
+    parser.add_argument("--patch-size", type=int, default=4)
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="bf16: for CUDA"
+    )
+    parser.add_argument("--channels-last", action="store_true", help="channels_last weights (for CUDA)")
+    return parser.parse_args()
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    """The benchmark's shape as config overrides; free-running (no scheduled sampling), constant lr."""
+    return [
+        "model=convlstm",
+        "task=video",
+        f"device={args.device}",
+        f"task.batch_size={args.batch_size}",
+        f"task.image_size={args.image_size}",
+        f"task.digit_size={min(28, args.image_size * 7 // 16)}",
+        f"task.input_frames={args.input_frames}",
+        f"task.target_frames={args.target_frames}",
+        f"model.hidden_channels={args.hidden_channels}",
+        f"model.num_layers={args.layers}",
+        f"model.kernel_size={args.kernel_size}",
+        f"model.patch_size={args.patch_size}",
+        "model.peephole=false",
+        f"trainer.precision={args.precision}",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.lr_schedule.kind=constant",
+        "trainer.lr_schedule.warmup_steps=0",
+    ]
+
+
+class PlainConvLSTM(nn.Module):
+    """The reference: stacked ConvLSTM encoder and forecaster, as one would write it in an afternoon."""
+
+    def __init__(self, channels: int, hidden: int, layers: int, kernel: int, patch: int) -> None:
+        super().__init__()
+        inputs = [channels * patch**2] + [hidden] * (layers - 1)
+
+        def stack() -> nn.ModuleList:
+            return nn.ModuleList(
+                nn.Conv2d(i + hidden, 4 * hidden, kernel, padding=kernel // 2) for i in inputs
+            )
+
+        self.encoder, self.forecaster = stack(), stack()
+        self.head = nn.Conv2d(layers * hidden, channels * patch**2, 1)
+        self.hidden, self.patch = hidden, patch
+
+    @staticmethod
+    def step(
+        convs: nn.ModuleList, x: Tensor, state: list[tuple[Tensor, Tensor]]
+    ) -> list[tuple[Tensor, Tensor]]:
+        new = []
+        for conv, (h, c) in zip(convs, state):
+            i, f, g, o = conv(torch.cat([x, h], 1)).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            new.append((h, c))
+            x = h
+        return new
+
+    def forward(self, inputs: Tensor, horizon: int) -> Tensor:
+        """inputs [B, T, C, H, W] -> predictions [B, K, C, H, W]."""
+        x = F.pixel_unshuffle(inputs.flatten(0, 1), self.patch).unflatten(0, inputs.shape[:2])
+        zeros = x.new_zeros(x.shape[0], self.hidden, *x.shape[-2:])
+        state = [(zeros, zeros)] * len(self.encoder)
+        for t in range(x.shape[1] - 1):
+            state = self.step(self.encoder, x[:, t], state)
+        frame, outputs = x[:, -1], []
+        for _ in range(horizon):
+            state = self.step(self.forecaster, frame, state)
+            frame = self.head(torch.cat([h for h, _ in state], 1))
+            outputs.append(frame)
+        return F.pixel_shuffle(torch.stack(outputs, 1).flatten(0, 1), self.patch).unflatten(
+            0, (x.shape[0], horizon)
+        )
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, device: torch.device, channels_last: bool) -> Trainer:
+    """The task, a seeded model and the Trainer, as `seqtool train` builds them."""
+    task = instantiate(cfg.task)
+    task.setup(run_dir, device=device)
+    torch.manual_seed(cfg.seed)
+    model = instantiate(cfg.model, **task.model_kwargs())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    target = str(cfg.model._target_)
+    return instantiate(
+        cfg.trainer, task=task, model=model, run_dir=run_dir, device=device, model_target=target
+    )
+
+
+def plain_steps(cfg: DictConfig, args: argparse.Namespace, trainer: Trainer) -> Iterator[None]:
+    """The reference loop over 4 pre-drawn batches; each next() is one optimizer step."""
+    torch.manual_seed(cfg.seed)
+    model = PlainConvLSTM(1, args.hidden_channels, args.layers, args.kernel_size, args.patch_size).to(
+        trainer.device
+    )
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optim, dtype = cfg.trainer.optimizer, trainer.autocast_dtype
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay
+    )
+    stream = trainer.task.batches("train", train=True)
+    clips = [next(stream) for _ in range(4)]
+    while True:
+        for clip in clips:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(trainer.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                predictions = model(clip.inputs, clip.targets.shape[1])
+            loss = F.mse_loss(predictions.float(), clip.targets)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.clip_norm)
+            optimizer.step()
+            yield
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def frames_per_second(step: Callable[[], object], args: argparse.Namespace, device: torch.device) -> float:
+    """Time args.steps calls of `step`, each one optimizer step on B sequences of T_in + K frames."""
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    synchronize(device)
+    frames = args.batch_size * (args.input_frames + args.target_frames)
+    return args.steps * frames / (time.perf_counter() - started)
+
+
+def measure(
+    sides: dict[str, Callable[[], object]], args: argparse.Namespace, device: torch.device
+) -> dict[str, float]:
+    """Warm each side up, then time them in alternating rounds (A B, B A, ...) against drift and bursts."""
+    for step in sides.values():
+        for _ in range(args.warmup):
+            step()
+    runs: dict[str, list[float]] = {name: [] for name in sides}
+    for round_index in range(args.rounds):
+        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
+        for name in order:
+            runs[name].append(frames_per_second(sides[name], args, device))
+        print(
+            f"round {round_index + 1}: "
+            + ", ".join(f"{name} {runs[name][-1]:,.1f} frames/s" for name in sides)
+        )
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def report(args: argparse.Namespace, trainer: Trainer, seqtool: float, plain: float) -> None:
+    """A small table, then the same figures as one line of JSON."""
+    device = trainer.device
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": f"convlstm {args.layers}x{args.hidden_channels}, "
+        f"kernel {args.kernel_size}, patch {args.patch_size}",
+        "batch": [args.batch_size, args.input_frames + args.target_frames, args.image_size, args.image_size],
+        "precision": "bf16" if trainer.autocast_dtype else "fp32",
+        "channels_last": args.channels_last,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "seqtool_frames_per_s": round(seqtool, 1),
+        "plain_frames_per_s": round(plain, 1),
+        "ratio": round(seqtool / plain, 4),
+        "overhead_pct": round((plain / seqtool - 1) * 100, 2),
+    }
+    for key, value in result.items():
+        print(f"{key:>22}  {value}")
+    print(json.dumps(result))
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = compose(overrides(args))
+    device = resolve_device(str(cfg.device))
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = build_trainer(cfg, Path(run_dir), device, args.channels_last)
+        batches = trainer.task.batches("train", train=True)
+        plain = plain_steps(cfg, args, trainer)
+        medians = measure(
+            {"seqtool": lambda: trainer.train_step(batches), "plain": lambda: next(plain)}, args, device
+        )
+        report(args, trainer, medians["seqtool"], medians["plain"])
+
+
+if __name__ == "__main__":
+    main()
