@@ -83,7 +83,21 @@ def test_every_experiment_smoke_runs(name, tmp_path):
     from tests.helpers import tiny_corpus
 
     overrides = [f"experiment={name}", "trainer=smoke", f"run_dir={tmp_path / 'run'}", "device=cpu"]
-    if "path" in compose([f"experiment={name}"]).task:
+    task = compose([f"experiment={name}"]).task
+    if "path" in task:
         overrides += [f"task.path={tiny_corpus(tmp_path)}", "task.hf_name=null", "task.val_fraction=0.1"]
+    if "synthetic" in task and task.hf_name:  # a hub corpus: the built-in reverse task instead (offline)
+        overrides += ["task.hf_name=null", "task.synthetic=reverse", "task.synthetic_train_size=200"]
+    if task._target_ == "seqtool.tasks.video.VideoTask":
+        overrides += [
+            "task.image_size=16",
+            "task.digit_size=8",
+            "task.input_frames=3",
+            "task.target_frames=2",
+            "task.batch_size=2",
+            "task.eval_sequences=4",
+            "model.hidden_channels=4",
+            "model.patch_size=2",
+        ]
     run_dir, metrics = commands.train(compose(overrides))
     assert metrics and (run_dir / "checkpoints" / "best" / "meta.json").is_file()

@@ -1,0 +1,63 @@
+"""Metrics shared by the tasks: perplexity, bits per character, and BLEU / chrF / exact match.
+
+BLEU and chrF are sacrebleu's, computed on detokenised hypotheses against the raw reference text (so
+the numbers are comparable with published ones) and reported with sacrebleu's signature string, which
+records how they were computed (tokenizer, casing, smoothing, version).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss in nats), capped so a diverged loss gives a huge number rather than an overflow."""
+    return math.exp(min(loss, 700.0))
+
+
+def bits_per_char(loss: float) -> float:
+    """A per-character loss in nats, in bits."""
+    return loss / math.log(2)
+
+
+def bleu(hypotheses: list[str], references: list[str], *, lowercase: bool = False) -> tuple[float, str]:
+    """Corpus BLEU (0-100) of one reference per hypothesis, and sacrebleu's signature string."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU(lowercase=lowercase)
+    score = metric.corpus_score(hypotheses, [references])
+    return float(score.score), str(metric.get_signature())
+
+
+def chrf(hypotheses: list[str], references: list[str], *, lowercase: bool = False) -> float:
+    """Corpus chrF (0-100), sacrebleu's defaults (character 6-grams, beta 2)."""
+    from sacrebleu.metrics import CHRF
+
+    return float(CHRF(lowercase=lowercase).corpus_score(hypotheses, [references]).score)
+
+
+def exact_match(hypotheses: list[str], references: list[str], *, lowercase: bool = False) -> float:
+    """Percentage (0-100) of hypotheses identical to their reference, ends' whitespace ignored."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    if not references:
+        return 0.0
+
+    def norm(text: str) -> str:
+        return text.strip().lower() if lowercase else text.strip()
+
+    same = sum(norm(h) == norm(r) for h, r in zip(hypotheses, references))
+    return 100.0 * same / len(references)
+
+
+def translation_metrics(
+    hypotheses: list[str], references: list[str], *, lowercase: bool = False
+) -> dict[str, float | str]:
+    """bleu, chrf, exact_match (all 0-100) and the BLEU signature."""
+    score, signature = bleu(hypotheses, references, lowercase=lowercase)
+    return {
+        "bleu": score,
+        "chrf": chrf(hypotheses, references, lowercase=lowercase),
+        "exact_match": exact_match(hypotheses, references, lowercase=lowercase),
+        "signature": signature,
+    }
