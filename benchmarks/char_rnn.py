@@ -13,11 +13,8 @@ The last line printed is the result as JSON, for a note to quote.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -25,6 +22,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from harness import autocast, comparison, machine, measure_steps, print_result
 from seqtool.commands import resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.train import Trainer
@@ -107,7 +105,7 @@ def plain_steps(
         for start in range(0, tokens.shape[1] - length, length):
             x, y = tokens[:, start : start + length], tokens[:, start + 1 : start + length + 1]  # [B, T]
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with autocast(device, dtype):
                 logits, state = model(x, state)  # [B, T, V]
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
             loss.backward()
@@ -117,60 +115,19 @@ def plain_steps(
             yield
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def tokens_per_second(step: Callable[[], object], args: argparse.Namespace, device: torch.device) -> float:
-    """Time args.steps calls of `step`, each one optimizer step on B × T tokens."""
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    synchronize(device)
-    return args.steps * args.batch_size * args.seq_len / (time.perf_counter() - started)
-
-
-def measure(
-    sides: dict[str, Callable[[], object]], args: argparse.Namespace, device: torch.device
-) -> dict[str, float]:
-    """Warm each side up, then time them in alternating rounds (A B, B A, ...) against drift and bursts."""
-    for step in sides.values():
-        for _ in range(args.warmup):
-            step()
-    runs: dict[str, list[float]] = {name: [] for name in sides}
-    for round_index in range(args.rounds):
-        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
-        for name in order:
-            runs[name].append(tokens_per_second(sides[name], args, device))
-        print(
-            f"round {round_index + 1}: " + ", ".join(f"{name} {runs[name][-1]:,.0f} tok/s" for name in sides)
-        )
-    return {name: statistics.median(values) for name, values in runs.items()}
-
-
 def report(args: argparse.Namespace, trainer: Trainer, seqtool: float, plain: float) -> None:
-    """A small table, then the same figures as one line of JSON."""
-    ratio, device = seqtool / plain, trainer.device
-    result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "model": f"{args.cell} {args.layers}x{args.hidden_size}, vocab {len(trainer.task.vocab)}",
-        "batch": [args.batch_size, args.seq_len],
-        "precision": "bf16" if trainer.autocast_dtype else "fp32",
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "rounds": args.rounds,
-        "seqtool_tokens_per_s": round(seqtool),
-        "plain_tokens_per_s": round(plain),
-        "ratio": round(ratio, 4),
-        "overhead_pct": round((1 / ratio - 1) * 100, 2),
-    }
-    for key, value in result.items():
-        print(f"{key:>22}  {value}")
-    print(json.dumps(result))
+    print_result(
+        {
+            **machine(trainer.device),
+            "model": f"{args.cell} {args.layers}x{args.hidden_size}, vocab {len(trainer.task.vocab)}",
+            "batch": [args.batch_size, args.seq_len],
+            "precision": "bf16" if trainer.autocast_dtype else "fp32",
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            **comparison(seqtool, plain, unit="tokens", digits=0),
+        }
+    )
 
 
 def main() -> None:
@@ -182,8 +139,14 @@ def main() -> None:
         batches = trainer.task.batches("train", train=True)
         tokens = trainer.task.train_rows.to(device)  # shape: [B, N], the trainer's own streams
         plain = plain_steps(cfg, twin_model(cfg, trainer, device), tokens, trainer.autocast_dtype)
-        medians = measure(
-            {"seqtool": lambda: trainer.train_step(batches), "plain": lambda: next(plain)}, args, device
+        medians = measure_steps(
+            {"seqtool": lambda: trainer.train_step(batches), "plain": lambda: next(plain)},
+            warmup=args.warmup,
+            steps=args.steps,
+            rounds=args.rounds,
+            items_per_step=args.batch_size * args.seq_len,
+            device=device,
+            unit="tok/s",
         )
         report(args, trainer, medians["seqtool"], medians["plain"])
 

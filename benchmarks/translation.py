@@ -17,9 +17,6 @@ The last line printed is the result as JSON, for a note to quote.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
@@ -27,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness import alternate, autocast, comparison, machine, measure_steps, print_result, rate
 from seqtool.commands import resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.decode.search import beam_search
@@ -51,26 +49,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
-def alternate(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Run each side (it returns its own throughput) in alternating rounds; the median per side."""
-    runs: dict[str, list[float]] = {name: [] for name in sides}
-    for round_index in range(rounds):
-        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
-        for name in order:
-            runs[name].append(sides[name]())
-        print(f"  round {round_index + 1}: " + ", ".join(f"{name} {runs[name][-1]:,.1f}/s" for name in sides))
-    return {name: statistics.median(values) for name, values in runs.items()}
 
 
 def build(name: str, vocab: int, device: torch.device, seed: int) -> nn.Module:
@@ -107,21 +85,19 @@ def beam_throughput(model: nn.Module, args, device, dtype) -> tuple[dict[str, fl
     outputs: dict[str, list[list[int]]] = {}
 
     def timed(name: str, run: Callable[[], list[list[int]]]) -> Callable[[], float]:
-        def side() -> float:
-            synchronize(device)
-            started = time.perf_counter()
+        def keep() -> None:
             outputs[name] = run()
-            synchronize(device)
-            return len(sources) / (time.perf_counter() - started)
 
-        return side
+        return lambda: rate(keep, steps=1, items_per_step=len(sources), device=device)
 
     def one_by_one() -> list[list[int]]:
         return [decode(model, [source], args.beam, dtype)[0] for source in sources]
 
     batched = timed("batched", lambda: decode(model, sources, args.beam, dtype))
     medians = alternate(
-        {"batched": batched, "one_by_one": timed("one_by_one", one_by_one)}, args.decode_rounds
+        {"batched": batched, "one_by_one": timed("one_by_one", one_by_one)},
+        rounds=args.decode_rounds,
+        unit="sentences/s",
     )
     same = sum(a == b for a, b in zip(outputs["batched"], outputs["one_by_one"], strict=True)) / len(sources)
     return medians, same
@@ -166,7 +142,7 @@ def train_throughput(ours: nn.Module, plain: nn.Module, args, device, dtype) -> 
     tgt = torch.randint(FIRST_WORD, args.vocab, shape, generator=generator).to(device)
     tgt_in, tgt_out = torch.cat([torch.full_like(tgt[:, :1], BOS), tgt[:, :-1]], 1), tgt
 
-    def trainer(model: nn.Module) -> Callable[[], float]:
+    def trainer(model: nn.Module) -> Callable[[], None]:
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -177,20 +153,17 @@ def train_throughput(ours: nn.Module, plain: nn.Module, args, device, dtype) -> 
             F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten()).backward()
             optimizer.step()
 
-        for _ in range(args.warmup):
-            one_step()
+        return one_step
 
-        def side() -> float:
-            synchronize(device)
-            started = time.perf_counter()
-            for _ in range(args.train_steps):
-                one_step()
-            synchronize(device)
-            return args.train_steps * tgt_out.numel() / (time.perf_counter() - started)
-
-        return side
-
-    return alternate({"seqtool": trainer(ours), "plain": trainer(plain)}, args.train_rounds)
+    return measure_steps(
+        {"seqtool": trainer(ours), "plain": trainer(plain)},
+        warmup=args.warmup,
+        steps=args.train_steps,
+        rounds=args.train_rounds,
+        items_per_step=tgt_out.numel(),
+        device=device,
+        unit="tok/s",
+    )
 
 
 def main() -> None:
@@ -201,9 +174,7 @@ def main() -> None:
     bf16 = args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda")
     dtype = torch.bfloat16 if bf16 else None
     result: dict[str, object] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **machine(device),
         "precision": "bf16" if bf16 else "fp32",
         "vocab": args.vocab,
         "sentences": args.sentences,
@@ -222,12 +193,8 @@ def main() -> None:
     plain = PlainTransformer(ours, cfg).to(device)
     medians = train_throughput(ours, plain, args, device, dtype)
     result["train_batch"] = [args.train_batch, args.train_len]
-    result["seqtool_train_tokens_per_s"] = round(medians["seqtool"])
-    result["plain_train_tokens_per_s"] = round(medians["plain"])
-    result["train_ratio"] = round(medians["seqtool"] / medians["plain"], 3)
-    for key, value in result.items():
-        print(f"{key:>36}  {value}")
-    print(json.dumps(result))
+    result |= {f"train_{key}": value for key, value in comparison(**medians, unit="tokens", digits=0).items()}
+    print_result(result)
 
 
 if __name__ == "__main__":

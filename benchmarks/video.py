@@ -16,11 +16,8 @@ The last line printed is the result as JSON, for a note to quote.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,6 +25,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from harness import autocast, comparison, machine, measure_steps, print_result
 from seqtool.commands import resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.train import Trainer
@@ -157,7 +155,7 @@ def plain_steps(cfg: DictConfig, args: argparse.Namespace, trainer: Trainer) -> 
     while True:
         for clip in clips:
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(trainer.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with autocast(trainer.device, dtype):
                 predictions = model(clip.inputs, clip.targets.shape[1])
             loss = F.mse_loss(predictions.float(), clip.targets)
             loss.backward()
@@ -166,64 +164,26 @@ def plain_steps(cfg: DictConfig, args: argparse.Namespace, trainer: Trainer) -> 
             yield
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def frames_per_second(step: Callable[[], object], args: argparse.Namespace, device: torch.device) -> float:
-    """Time args.steps calls of `step`, each one optimizer step on B sequences of T_in + K frames."""
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    synchronize(device)
-    frames = args.batch_size * (args.input_frames + args.target_frames)
-    return args.steps * frames / (time.perf_counter() - started)
-
-
-def measure(
-    sides: dict[str, Callable[[], object]], args: argparse.Namespace, device: torch.device
-) -> dict[str, float]:
-    """Warm each side up, then time them in alternating rounds (A B, B A, ...) against drift and bursts."""
-    for step in sides.values():
-        for _ in range(args.warmup):
-            step()
-    runs: dict[str, list[float]] = {name: [] for name in sides}
-    for round_index in range(args.rounds):
-        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
-        for name in order:
-            runs[name].append(frames_per_second(sides[name], args, device))
-        print(
-            f"round {round_index + 1}: "
-            + ", ".join(f"{name} {runs[name][-1]:,.1f} frames/s" for name in sides)
-        )
-    return {name: statistics.median(values) for name, values in runs.items()}
-
-
 def report(args: argparse.Namespace, trainer: Trainer, seqtool: float, plain: float) -> None:
-    """A small table, then the same figures as one line of JSON."""
-    device = trainer.device
-    result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "model": f"convlstm {args.layers}x{args.hidden_channels}, "
-        f"kernel {args.kernel_size}, patch {args.patch_size}",
-        "batch": [args.batch_size, args.input_frames + args.target_frames, args.image_size, args.image_size],
-        "precision": "bf16" if trainer.autocast_dtype else "fp32",
-        "channels_last": args.channels_last,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "rounds": args.rounds,
-        "seqtool_frames_per_s": round(seqtool, 1),
-        "plain_frames_per_s": round(plain, 1),
-        "ratio": round(seqtool / plain, 4),
-        "overhead_pct": round((plain / seqtool - 1) * 100, 2),
-    }
-    for key, value in result.items():
-        print(f"{key:>22}  {value}")
-    print(json.dumps(result))
+    print_result(
+        {
+            **machine(trainer.device),
+            "model": f"convlstm {args.layers}x{args.hidden_channels}, "
+            f"kernel {args.kernel_size}, patch {args.patch_size}",
+            "batch": [
+                args.batch_size,
+                args.input_frames + args.target_frames,
+                args.image_size,
+                args.image_size,
+            ],
+            "precision": "bf16" if trainer.autocast_dtype else "fp32",
+            "channels_last": args.channels_last,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            **comparison(seqtool, plain, unit="frames"),
+        }
+    )
 
 
 def main() -> None:
@@ -234,8 +194,14 @@ def main() -> None:
         trainer = build_trainer(cfg, Path(run_dir), device, args.channels_last)
         batches = trainer.task.batches("train", train=True)
         plain = plain_steps(cfg, args, trainer)
-        medians = measure(
-            {"seqtool": lambda: trainer.train_step(batches), "plain": lambda: next(plain)}, args, device
+        medians = measure_steps(
+            {"seqtool": lambda: trainer.train_step(batches), "plain": lambda: next(plain)},
+            warmup=args.warmup,
+            steps=args.steps,
+            rounds=args.rounds,
+            items_per_step=args.batch_size * (args.input_frames + args.target_frames),  # T_in + K frames
+            device=device,
+            unit="frames/s",
         )
         report(args, trainer, medians["seqtool"], medians["plain"])
 
