@@ -147,7 +147,7 @@ def plot_attention_overlay(image, words: list[str], weights, path: Path, *, colu
     panels = 1 + len(words)
     columns = min(columns, panels)
     rows = -(-panels // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.0 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), squeeze=False)
     for axis in axes.flat:
         axis.set_axis_off()
     axes[0][0].imshow(pixels)

@@ -99,5 +99,19 @@ def test_every_experiment_smoke_runs(name, tmp_path):
             "model.hidden_channels=4",
             "model.patch_size=2",
         ]
+    if task._target_ == "seqtool.tasks.captioning.CaptioningTask":
+        overrides += [  # the generated shapes stand in for an image folder
+            "task.data=shapes",
+            "task.image_size=32",
+            "task.resize_size=32",
+            "task.shapes_train_size=16",
+            "task.shapes_val_size=4",
+            "task.batch_size=4",
+            "model.encoder_channels=[4,8]",
+            "model.grid_size=4",
+            "model.embedding_size=8",
+            "model.hidden_size=16",
+            "model.attention_size=8",
+        ]
     run_dir, metrics = commands.train(compose(overrides))
     assert metrics and (run_dir / "checkpoints" / "best" / "meta.json").is_file()

@@ -1,0 +1,433 @@
+"""Image captioning: images and their reference captions, teacher-forced cross-entropy plus the model's
+doubly stochastic penalty, and BLEU-1..4 (CIDEr-D when pycocoevalcap is installed) by decoding.
+
+What the model sees of one (image, caption) pair, caption words w1..wn::
+
+    images   [B, 3, S, S]          normalised; a random crop (and flip) in training, the centre crop otherwise
+    tgt_in   <s> w1 ... wn <pad>   [B, T]
+    tgt_out  w1 ... wn </s> <pad>  [B, T]   what each position predicts
+
+Every reference caption is a training example. The endless train stream is a function of its position
+(epoch = a fixed permutation of the examples by seed), so a checkpoint needs only that position.
+Evaluation decodes each image once and scores it against all of its references.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqtool.data import captions as data
+from seqtool.data import shapes
+from seqtool.data.captions import BOS, EOS, PAD, ImageSet, WordVocab, tokenize
+from seqtool.decode.search import Hypotheses, beam_search, greedy, sample
+from seqtool.decode.settings import DecodeOptions, SearchSettings
+from seqtool.errors import UserError
+from seqtool.metrics import perplexity
+from seqtool.progress import warn
+from seqtool.tasks.base import Competence, Loss
+
+VOCAB_FILE = Path("vocab") / "words.json"
+Source = Literal["shapes", "flickr8k", "karpathy", "csv", "hf"]
+
+
+@dataclass
+class CaptionBatch:
+    images: Tensor  # shape: [B, 3, S, S]
+    tgt_in: Tensor  # shape: [B, T] BOS + caption ids
+    tgt_out: Tensor  # shape: [B, T] caption ids + EOS
+    index: list[int]  # the image of each row, in its split
+
+
+@dataclass
+class Caption:
+    """The hypotheses of one image, best first."""
+
+    tokens: list[list[int]]  # [n-best][length], without BOS and EOS
+    scores: list[float]
+    attention: list[Tensor] | None  # [n-best] -> [length (+ 1 for EOS), L]
+
+
+def pad(rows: list[list[int]]) -> Tensor:
+    """Right-pad id lists with PAD. shape: [len(rows), longest]"""
+    out = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+class CaptioningTask:
+    """Caption images; see conf/task/captioning.yaml for every option."""
+
+    def __init__(
+        self,
+        *,
+        data: Source,
+        image_dir: str | None,
+        captions: str | None,
+        splits_dir: str | None,
+        hf_name: str | None,
+        hf_image_column: str,
+        hf_captions_column: str,
+        hf_train_split: str,
+        hf_val_split: str,
+        hf_test_split: str | None,
+        shapes_train_size: int,
+        shapes_val_size: int,
+        shapes_test_size: int,
+        shapes_max_objects: int,
+        shapes_captions_per_image: int,
+        image_size: int,
+        resize_size: int,
+        random_flip: bool,
+        min_frequency: int,
+        max_caption_length: int,
+        max_images: int | None,
+        batch_size: int,
+        eval_batch_size: int,
+        eval_beam: int,
+        eval_max_len: int,
+        eval_max_images: int | None,
+        preview_images: int,
+        seed: int,
+    ) -> None:
+        if data in ("flickr8k", "karpathy", "csv") and not captions:
+            raise ValueError(f"task.data={data} needs task.captions (the captions file) and task.image_dir")
+        if data == "hf" and not hf_name:
+            raise ValueError("task.data=hf needs task.hf_name")
+        if resize_size < image_size or image_size < 8:
+            raise ValueError(f"need 8 ≤ task.image_size ≤ task.resize_size, got {image_size}, {resize_size}")
+        if not 1 <= shapes_max_objects <= 3:
+            raise ValueError("task.shapes_max_objects must be 1, 2 or 3")
+        if min(batch_size, eval_batch_size, eval_beam, eval_max_len, max_caption_length, min_frequency) < 1:
+            raise ValueError(
+                "task batch sizes, eval_beam, eval_max_len, max_caption_length, min_frequency ≥ 1"
+            )
+        self.source, self.seed = data, seed
+        self.image_dir = Path(image_dir) if image_dir else None
+        self.captions_file, self.splits_dir = (Path(p) if p else None for p in (captions, splits_dir))
+        self.hf = (hf_name, hf_image_column, hf_captions_column)
+        self.hf_splits = {"train": hf_train_split, "val": hf_val_split, "test": hf_test_split}
+        self.shapes_sizes = {"train": shapes_train_size, "val": shapes_val_size, "test": shapes_test_size}
+        self.shapes_max_objects, self.shapes_captions_per_image = (
+            shapes_max_objects,
+            shapes_captions_per_image,
+        )
+        self.image_size, self.resize_size, self.random_flip = image_size, resize_size, random_flip
+        self.min_frequency, self.max_caption_length, self.max_images = (
+            min_frequency,
+            max_caption_length,
+            max_images,
+        )
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.eval_search = SearchSettings(strategy="beam" if eval_beam > 1 else "greedy", beam_size=eval_beam)
+        self.eval_max_len, self.eval_max_images, self.preview_images = (
+            eval_max_len,
+            eval_max_images,
+            preview_images,
+        )
+        self.device, self.run_dir, self.rank, self.world_size = torch.device("cpu"), Path("."), 0, 1
+        self.position = 0  # train batches this rank has taken
+        self.sets: dict[str, ImageSet] = {}
+        self.scenes: dict[str, list[list[shapes.Shape]]] = {}
+        self._entries: dict[str, list[data.Entry]] | None = None
+        self._examples: list[tuple[int, list[int]]] | None = None
+        self._epoch_orders: dict[int, Tensor] = {}
+
+    # -------------------------------------------------------------------------------------- data
+    def setup(
+        self, run_dir: Path, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
+    ) -> None:
+        """Load the run's vocabulary, or read the train captions and build it. Images are read when a
+        split is first needed, so decoding a run needs neither the data nor the image folder."""
+        self.run_dir, self.rank, self.world_size = Path(run_dir), rank, world_size
+        self.device = device or torch.device("cpu")
+        path = self.run_dir / VOCAB_FILE
+        if path.is_file():
+            self.vocab = WordVocab.load(path)
+            return
+        self.vocab = WordVocab.build([tokenize(c) for cs in self.split("train").captions for c in cs],
+                                     self.min_frequency)  # fmt: skip
+        if rank == 0:
+            self.vocab.save(path)
+
+    def split(self, name: str) -> ImageSet:
+        """The decoded images and captions of a split (read once)."""
+        if name not in self.sets:
+            if name not in data.SPLITS:
+                raise UserError(f"the captioning task has splits train, val and test, not {name!r}")
+            self.sets[name] = self._shapes(name) if self.source == "shapes" else self._read(name)
+        return self.sets[name]
+
+    def _shapes(self, name: str) -> ImageSet:
+        generated = shapes.generate(
+            self.seed, name, self._cap(self.shapes_sizes[name]), image_size=self.resize_size,
+            max_objects=self.shapes_max_objects, captions_per_image=self.shapes_captions_per_image,
+        )  # fmt: skip
+        self.scenes[name] = generated.scenes
+        names = [f"{name}/{i:05d}" for i in range(len(generated.captions))]
+        return ImageSet(generated.images, generated.captions, names)
+
+    def _cap(self, count: int) -> int:
+        return count if self.max_images is None else min(count, self.max_images)
+
+    def _read(self, name: str) -> ImageSet:
+        if self._entries is None:
+            self._entries = self._read_entries()
+        entries = self._entries[name][: self._cap(len(self._entries[name]))]
+        loaded = data.load_images(entries, self.image_dir, self.resize_size)
+        if not loaded.names:
+            raise UserError(
+                f"the {name} split has no readable image with a caption ({len(entries)} named, "
+                f"{len(loaded.missing)} not in task.image_dir={self.image_dir}, "
+                f"{len(loaded.skipped)} unreadable)"
+            )
+        self._report(name, len(entries), loaded)
+        return loaded
+
+    def _read_entries(self) -> dict[str, list[data.Entry]]:
+        if self.source == "hf":
+            return data.read_hf(*self.hf, self.hf_splits)
+        if self.image_dir is None or not self.image_dir.is_dir():
+            raise UserError(f"task.image_dir={self.image_dir}: no such folder (the images of task.captions)")
+        if self.source == "flickr8k":
+            return data.read_flickr8k(self.captions_file, self.splits_dir)
+        if self.source == "karpathy":
+            return data.read_karpathy(self.captions_file)
+        return data.read_csv(self.captions_file, self.splits_dir)
+
+    def _report(self, name: str, named: int, loaded: ImageSet) -> None:
+        """Say what was skipped or converted (one line each); nothing when all was well."""
+        if loaded.missing:
+            warn(f"{name}: {len(loaded.missing)} of {named} images named by the captions are not in "
+                 f"task.image_dir, skipped (e.g. {loaded.missing[0]})")  # fmt: skip
+        if loaded.skipped:
+            first, why = loaded.skipped[0]
+            warn(f"{name}: {len(loaded.skipped)} unreadable images skipped (e.g. {first}: {why})")
+        if loaded.empty_captions:
+            warn(f"{name}: {loaded.empty_captions} empty captions skipped")
+        if loaded.converted:
+            modes = ", ".join(f"{count} {mode}" for mode, count in sorted(loaded.converted.items()))
+            warn(f"{name}: converted to RGB: {modes} (RGBA over white)")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"vocab_size": len(self.vocab), "pad_index": PAD, "bos_index": BOS, "eos_index": EOS}
+
+    def difficulty(self, example: tuple[int, list[int]]) -> float:
+        """Caption length in words."""
+        return float(len(example[1]))
+
+    # ----------------------------------------------------------------------------------- batches
+    def examples(self) -> list[tuple[int, list[int]]]:
+        """Every train (image, caption ids) within task.max_caption_length, easiest first."""
+        if self._examples is None:
+            train = self.split("train")
+            pairs = [(i, self.vocab.encode(tokenize(c))) for i, cs in enumerate(train.captions) for c in cs]
+            kept = [pair for pair in pairs if len(pair[1]) <= self.max_caption_length]
+            if not kept:
+                raise UserError(
+                    f"no train caption has at most task.max_caption_length={self.max_caption_length} words"
+                )
+            self._examples = sorted(kept, key=self.difficulty)
+        return self._examples
+
+    def batches(self, split: str, *, train: bool, competence: Competence | None = None):
+        """The endless, resumable train stream, or one pass over a split (first reference of each image)."""
+        if train:
+            return self._train_batches(competence or (lambda: 1.0))
+        images = self.split(split)
+        index = list(range(len(images.names)))
+        chunks = [index[s : s + self.eval_batch_size] for s in range(0, len(index), self.eval_batch_size)]
+        return (self._collate(images, i, [self._ids(images.captions[j][0]) for j in i], None) for i in chunks)
+
+    def _ids(self, caption: str) -> list[int]:
+        return self.vocab.encode(tokenize(caption))
+
+    def _train_batches(self, competence: Competence) -> Iterator[CaptionBatch]:
+        while True:
+            picked = self._batch_examples(self.position, competence())
+            generator = torch.Generator().manual_seed(
+                self.seed * 1_000_003 + self.position * self.world_size + self.rank
+            )
+            self.position += 1
+            yield self._collate(
+                self.split("train"), [i for i, _ in picked], [ids for _, ids in picked], generator
+            )
+
+    def _batch_examples(self, position: int, competence: float) -> list[tuple[int, list[int]]]:
+        """Epochs of seeded permutations (ranks interleave); with competence c < 1, a seeded draw from the
+        easiest ceil(c · N) examples (Platanios et al. 2019)."""
+        examples, size = self.examples(), self.batch_size
+        if competence < 1.0:
+            pool = max(size, math.ceil(competence * len(examples)))
+            draw = torch.Generator().manual_seed(self.seed + 7919 * (position * self.world_size + self.rank))
+            return [
+                examples[i] for i in torch.randint(min(pool, len(examples)), (size,), generator=draw).tolist()
+            ]
+        start = (position * self.world_size + self.rank) * size
+        return [examples[int(self._epoch_order(k // len(examples))[k % len(examples)])]
+                for k in range(start, start + size)]  # fmt: skip
+
+    def _epoch_order(self, epoch: int) -> Tensor:
+        if epoch not in self._epoch_orders:
+            self._epoch_orders = {epoch: torch.randperm(len(self.examples()),
+                                  generator=torch.Generator().manual_seed(self.seed + epoch))}  # fmt: skip
+        return self._epoch_orders[epoch]
+
+    def _collate(self, images: ImageSet, index: list[int], ids: list[list[int]], generator) -> CaptionBatch:
+        pixels = self._pixels(images.images[index], train=generator is not None, generator=generator)
+        tgt_in, tgt_out = pad([[BOS] + row for row in ids]), pad([row + [EOS] for row in ids])
+        return CaptionBatch(pixels, tgt_in.to(self.device), tgt_out.to(self.device), index)
+
+    def _pixels(self, images: np.ndarray, *, train: bool = False, generator=None) -> Tensor:
+        return data.to_model_input(
+            images, image_size=self.image_size, train=train, flip=self.random_flip, generator=generator
+        ).to(self.device)
+
+    # ------------------------------------------------------------------------------ loss, metrics
+    def loss(self, model: nn.Module, batch: CaptionBatch) -> Loss:
+        """Σ over captions of -log p(caption | image) + λ Σ_i (1 - Σ_t α_ti)², over the number of words."""
+        out = model(batch.images, batch.tgt_in)
+        nll = F.cross_entropy(out.logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD,
+                              reduction="sum")  # fmt: skip
+        return Loss(total=nll + out.penalty.float().sum(), count=int((batch.tgt_out != PAD).sum()))
+
+    def evaluate(
+        self, model: nn.Module, split: str, search: SearchSettings | None = None
+    ) -> dict[str, float]:
+        """loss and perplexity (teacher forcing, every reference), then bleu1..4, exact_match (0-100, a
+        hypothesis equal to any reference), cider_d (with pycocoevalcap) by decoding each image once;
+        on shapes also scene_agreement (0-100: captions that are true to their scene, see shapes.agrees).
+        search None (training): at most task.eval_max_images images, decoded with task.eval_beam."""
+        images = self.split(split)
+        count = len(images.names)
+        if search is None and self.eval_max_images is not None:
+            count = min(count, self.eval_max_images)
+        if search is None or search.strategy is None:
+            search = self.eval_search
+        total, words = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, count, self.eval_batch_size):
+                index = list(range(start, min(start + self.eval_batch_size, count)))
+                rows = [(i, self._ids(c)) for i in index for c in images.captions[i]]
+                batch = self._collate(images, [i for i, _ in rows], [ids for _, ids in rows], None)
+                logits = model(batch.images, batch.tgt_in).logits  # the NLL alone: no penalty
+                total += float(F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(),
+                                               ignore_index=PAD, reduction="sum"))  # fmt: skip
+                words += int((batch.tgt_out != PAD).sum())
+        found = self.caption(model, images.images[:count], search)
+        hypotheses = [self.vocab.decode(c.tokens[0]) for c in found]
+        references = [[" ".join(tokenize(r)) for r in refs] for refs in images.captions[:count]]
+        self._write_hypotheses(split, images.names[:count], hypotheses)
+        mean = total / max(words, 1)
+        metrics = {"loss": mean, "perplexity": perplexity(mean), **caption_metrics(hypotheses, references)}
+        if self.source == "shapes":  # true to the scene in any order, not only in a reference's
+            true = sum(shapes.agrees(h, scene) for h, scene in zip(hypotheses, self.scenes[split]))
+            metrics["scene_agreement"] = 100.0 * true / max(count, 1)
+        return metrics
+
+    def _write_hypotheses(self, split: str, names: list[str], hypotheses: list[str]) -> None:
+        path = self.run_dir / "hypotheses" / f"{split}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{n}\t{h}\n" for n, h in zip(names, hypotheses)), encoding="utf-8")
+
+    # ------------------------------------------------------------------------------------ decode
+    def caption(self, model: nn.Module, images: np.ndarray, search: SearchSettings) -> list[Caption]:
+        """n-best captions of uint8 images [N, S, S, 3] (centre crop), in batches, by the shared search."""
+        generator = torch.Generator(device=self.device).manual_seed(search.seed)
+        per_batch = (
+            max(1, self.eval_batch_size // search.beam_size)
+            if search.strategy == "beam"
+            else self.eval_batch_size
+        )
+        found: list[Caption] = []
+        for start in range(0, len(images), per_batch):
+            pixels = self._pixels(images[start : start + per_batch])
+            hypotheses = self._search(model, pixels, search, generator)
+            for row in range(pixels.size(0)):
+                attention = (
+                    None
+                    if hypotheses.attention is None
+                    else [a.float().cpu() for a in hypotheses.attention[row]]
+                )
+                found.append(Caption(hypotheses.tokens[row], hypotheses.scores[row], attention))
+        return found
+
+    def _search(self, model: nn.Module, pixels: Tensor, search: SearchSettings, generator) -> Hypotheses:
+        max_len = search.max_len or self.eval_max_len
+        with torch.inference_mode():
+            state = model.init_state(model.encode(pixels), pixels.size(0))
+            first = torch.full((pixels.size(0),), BOS, dtype=torch.long, device=pixels.device)
+            if search.strategy == "beam":
+                return beam_search(model, state, first, beam_size=search.beam_size, max_len=max_len, eos=EOS,
+                                   nbest=search.nbest, alpha=search.alpha)  # fmt: skip
+            if search.strategy == "sample":
+                return sample(model, state, first, max_len=max_len, eos=EOS, temperature=search.temperature,
+                              top_k=search.top_k, top_p=search.top_p, generator=generator)  # fmt: skip
+            return greedy(model, state, first, max_len=max_len, eos=EOS)
+
+    def run_decode(self, model: nn.Module, options: DecodeOptions) -> None:
+        """`seqtool decode`: caption --input (an image or a folder of them; default: the first --num val
+        images); print `NAME<TAB>caption` lines (`NAME<TAB>SCORE<TAB>caption` for --nbest / --num > 1);
+        --plot-attention DIR draws each word's attention over its image."""
+        from seqtool.tasks.captioning_decode import run_decode
+
+        run_decode(self, model, options)
+
+    def preview(self, model: nn.Module) -> str:
+        """A few val images as `name: hypothesis (reference: ...)` lines."""
+        images = self.split("val")
+        count = min(self.preview_images, len(images.names))
+        found = self.caption(model, images.images[:count], self.eval_search)
+        return "".join(f"{images.names[i]}: {self.vocab.decode(found[i].tokens[0])} "
+                       f"(reference: {images.captions[i][0]})\n" for i in range(count))  # fmt: skip
+
+    # ------------------------------------------------------------------------------ resumability
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = int(state["position"])
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def caption_metrics(hypotheses: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Corpus BLEU-1..4 (0-100) against all references, exact_match (0-100: equal to any reference) and,
+    when pycocoevalcap is installed, CIDEr-D. Both sides are already lowercased words joined by spaces,
+    so sacrebleu tokenizes by whitespace only (`<unk>` stays one word that matches nothing)."""
+    from sacrebleu.metrics import BLEU
+
+    most = max((len(refs) for refs in references), default=1)
+    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
+    metrics = {}
+    for n in range(1, 5):
+        metric = BLEU(max_ngram_order=n, tokenize="none")
+        metrics[f"bleu{n}"] = float(metric.corpus_score(hypotheses, streams).score)
+    same = sum(h in refs for h, refs in zip(hypotheses, references))
+    metrics["exact_match"] = 100.0 * same / max(len(hypotheses), 1)
+    cider = cider_d(hypotheses, references)
+    if cider is not None:
+        metrics["cider_d"] = cider
+    return metrics
+
+
+def cider_d(hypotheses: list[str], references: list[list[str]]) -> float | None:
+    """CIDEr-D (Vedantam et al. 2015) by pycocoevalcap's implementation, ×100; None when not installed."""
+    try:
+        from pycocoevalcap.cider.cider import Cider
+    except ImportError:
+        return None
+    gts = {i: refs for i, refs in enumerate(references)}
+    res = {i: [hypothesis] for i, hypothesis in enumerate(hypotheses)}
+    score, _ = Cider().compute_score(gts, res)
+    return 100.0 * float(score)
