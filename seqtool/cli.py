@@ -198,18 +198,32 @@ def main() -> None:
 
 
 def _exit_for(error: Exception) -> None:
-    import click
-
     from seqtool.train import Interrupted
 
     if isinstance(error, Interrupted):
         _fail(str(error), 130)
-    if isinstance(error, click.exceptions.Abort):
+    if isinstance(error, typer.Abort):
         _fail("interrupted", 130)
-    if isinstance(error, click.ClickException):
-        error.show()
-        sys.exit(2)
+    if isinstance(error, _usage_errors()):  # one line, like every user error, with where to look
+        context = getattr(error, "ctx", None)
+        where = f"; see {context.command_path} --help" if context is not None else ""
+        _fail(f"error: {error.format_message().rstrip('.')}{where}", 2)
     raise error
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's usage errors: click.ClickException up to typer 0.15, typer.TyperException after it (typer
+    now carries its own copy of Click), so either may arrive depending on the installed typer."""
+    classes: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        classes.append(typer.TyperException)
+    try:
+        import click
+
+        classes.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(classes)
 
 
 def _fail(message: str, status: int) -> None:

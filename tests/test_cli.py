@@ -131,6 +131,8 @@ def test_a_real_subprocess_trains_and_decodes(tmp_path):
         (["decode", "/no/such/run"], "does not exist"),
         (["eval", "/no/such/run"], "does not exist"),
         (["train", "--resume", "/no/such/run"], "does not exist"),
+        (["eval", "/no/such/run", "--no-such-option"], "No such option: --no-such-option"),
+        (["decode"], "Missing argument"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(args, fragment):
