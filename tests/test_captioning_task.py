@@ -141,6 +141,20 @@ def test_caption_metrics_against_hand_computed_values():
     assert perfect["bleu4"] == pytest.approx(100.0) and perfect["exact_match"] == 100.0
 
 
+def test_cider_d_is_reported_where_pycocoevalcap_is_installed():
+    pytest.importorskip("pycocoevalcap")
+    references = [
+        ["a red circle", "a small red circle"],
+        ["a blue square above a circle", "one blue square"],
+        ["two green triangles", "a pair of green triangles"],
+    ]
+    right = caption_metrics(["a red circle", "one blue square", "two green triangles"], references)
+    shuffled = caption_metrics(["one blue square", "two green triangles", "a red circle"], references)
+    # CIDEr-D rewards the consensus n-grams of an image's own references: the right captions score
+    # high, the same captions on the wrong images score nothing (they share no n-gram there but "a")
+    assert right["cider_d"] > 100.0 and shuffled["cider_d"] < 0.2 * right["cider_d"]
+
+
 def test_evaluate_decodes_every_image_and_scores_all_references(tmp_path):
     task = make_task(tmp_path)
     metrics = task.evaluate(make_model(task).eval(), "val")
