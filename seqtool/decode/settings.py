@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from seqtool.errors import UserError
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -35,3 +37,11 @@ class DecodeOptions:
     num: int = 1  # samples per input
     plot_dir: Path | None = None  # attention maps / frame strips as PNG
     horizon: int | None = None  # frames to predict (video)
+
+
+def check_nbest(search: SearchSettings) -> None:
+    """Refuse --nbest that the search cannot give: n-best lists come from beam search only."""
+    if search.nbest > 1 and search.strategy != "beam":
+        raise UserError("--nbest needs beam search (--beam K); with sampling use --num")
+    if search.strategy == "beam" and search.nbest > search.beam_size:
+        raise UserError(f"--nbest {search.nbest} is more than the beam ({search.beam_size}); raise --beam")

@@ -21,17 +21,14 @@ from torch import nn
 
 from seqtool.data import captions as data
 from seqtool.data.io import write_output
-from seqtool.decode.settings import DecodeOptions
+from seqtool.decode.settings import DecodeOptions, check_nbest
 from seqtool.errors import UserError
 from seqtool.progress import warn
 
 
 def run_decode(task: Any, model: nn.Module, options: DecodeOptions) -> None:
     search = options.search if options.search.strategy else replace(options.search, strategy="beam")
-    if search.nbest > 1 and search.strategy != "beam":
-        raise UserError("--nbest needs beam search (--beam K); with sampling use --num")
-    if search.strategy == "beam" and search.nbest > search.beam_size:
-        raise UserError(f"--nbest {search.nbest} is more than the beam ({search.beam_size}); raise --beam")
+    check_nbest(search)
     names, images = read_images(task, options)
     copies = options.num if search.strategy == "sample" else 1
     found = task.caption(model, np.repeat(images, copies, axis=0), search)

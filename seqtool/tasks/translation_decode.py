@@ -25,7 +25,7 @@ from seqtool.data import batching
 from seqtool.data.parallel import decode_line, read_lines
 from seqtool.data.tokenize import BOS, EOS, PAD
 from seqtool.decode.search import Hypotheses, beam_search, greedy, sample
-from seqtool.decode.settings import DecodeOptions, SearchSettings
+from seqtool.decode.settings import DecodeOptions, SearchSettings, check_nbest
 from seqtool.errors import UserError
 from seqtool.progress import warn
 
@@ -111,7 +111,7 @@ def _search(
 def run_decode(task: Any, model: nn.Module, options: DecodeOptions) -> None:
     """Translate --input (a file, or - for stdin line by line) or --prime; write as the module says."""
     search = options.search if options.search.strategy else replace(options.search, strategy="beam")
-    _check_search(search)
+    check_nbest(search)
     copies = options.num if search.strategy == "sample" else 1
     several = copies > 1 or (search.strategy == "beam" and search.nbest > 1)
     plotted = 0
@@ -127,13 +127,6 @@ def run_decode(task: Any, model: nn.Module, options: DecodeOptions) -> None:
             out.flush()
     if options.plot_dir is not None and not plotted:
         warn("this model reports no attention weights, so --plot-attention wrote nothing")
-
-
-def _check_search(search: SearchSettings) -> None:
-    if search.nbest > 1 and search.strategy != "beam":
-        raise UserError("--nbest needs beam search (--beam K); with sampling use --num")
-    if search.strategy == "beam" and search.nbest > search.beam_size:
-        raise UserError(f"--nbest {search.nbest} is more than the beam ({search.beam_size}); raise --beam")
 
 
 def _input_chunks(
