@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from harness import comparison, machine, measure_steps, print_result
+from harness import comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.commands import resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.data.captions import BOS, PAD
@@ -36,13 +36,7 @@ from seqtool.train import Trainer
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--steps", type=int, default=5, help="timed calls per round and side")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per side before round 1")
-    parser.add_argument(
-        "--rounds", type=int, default=5, help="alternating timings per side; the median counts"
-    )
+    parser = timing_parser(__doc__.splitlines()[0], steps=5, warmup=2, precision=False)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--decode-batch", type=int, default=64, help="images per greedy decoding call")
     parser.add_argument("--max-len", type=int, default=16, help="decoded words (+ EOS) per image")

@@ -22,26 +22,19 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from harness import autocast, comparison, machine, measure_steps, print_result
+from harness import autocast, comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.commands import resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.train import Trainer
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps per round and side")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per side before round 1")
-    parser.add_argument(
-        "--rounds", type=int, default=5, help="alternating timings per side; the median counts"
-    )
+    parser = timing_parser(__doc__.splitlines()[0], steps=20, warmup=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--corpus", default=None, help="a text file; default: the embedded stdlib source")
     return parser.parse_args()
 

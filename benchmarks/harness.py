@@ -10,12 +10,28 @@ Scripts import it as a sibling module (`python benchmarks/NAME.py` puts benchmar
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+
+
+def timing_parser(
+    description: str, *, steps: int, warmup: int, rounds: int = 5, precision: bool = True
+) -> argparse.ArgumentParser:
+    """The options the step-timing benchmarks share: where it runs (and in which precision), and how
+    each side is timed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    if precision:
+        parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--steps", type=int, default=steps, help="timed calls per round and side")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls per side before round 1")
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternating rounds; the median counts")
+    return parser
 
 
 def synchronize(device: torch.device) -> None:

@@ -25,20 +25,14 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from harness import autocast, comparison, machine, measure_steps, print_result
+from harness import autocast, comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.commands import resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.train import Trainer
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--steps", type=int, default=5, help="timed optimizer steps per round and side")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side before round 1")
-    parser.add_argument(
-        "--rounds", type=int, default=5, help="alternating timings per side; the median counts"
-    )
+    parser = timing_parser(__doc__.splitlines()[0], steps=5, warmup=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--input-frames", type=int, default=10)
@@ -47,9 +41,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--kernel-size", type=int, default=3)
     parser.add_argument("--patch-size", type=int, default=4)
-    parser.add_argument(
-        "--precision", choices=["auto", "fp32", "bf16"], default="auto", help="bf16: for CUDA"
-    )
     parser.add_argument("--channels-last", action="store_true", help="channels_last weights (for CUDA)")
     return parser.parse_args()
 
