@@ -1,8 +1,13 @@
-"""Small shared builders for the end-to-end tests: a tiny corpus and the overrides of a seconds-long run."""
+"""Small shared builders for the end-to-end tests: a tiny corpus, the overrides of a seconds-long run,
+and `seqtool` as a real subprocess with the check every user error must pass."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_TEXT = (
     "the quick brown fox jumps over the lazy dog. " * 40
@@ -30,11 +35,39 @@ def tiny_run(corpus: Path, run_dir: Path, *extra: str, steps: int = 8) -> list[s
         "model.embedding_size=16",
         "model.hidden_size=32",
         "model.num_layers=2",
+        *quick_trainer(steps),
+        *extra,
+    ]
+
+
+def quick_trainer(steps: int) -> list[str]:
+    """Trainer overrides of a seconds-long CPU run: `steps` steps, one evaluation at the end, a log
+    line every step, no progress bar, no TensorBoard files."""
+    return [
         f"trainer.max_steps={steps}",
         f"trainer.eval_every={steps}",
         "trainer.log_every=1",
         "trainer.progress=false",
         "trainer.tensorboard=false",
         "device=cpu",
-        *extra,
     ]
+
+
+def seqtool(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m seqtool ARGS` run from the repository root, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "seqtool", *args],
+        input=stdin,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    """A user error: exit status 2 and one line on stderr that says `fragment`, no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert fragment in result.stderr, result.stderr

@@ -15,14 +15,7 @@ from seqtool.models.captioner import Captioner, doubly_stochastic_penalty
 BOS, EOS, PAD, V = 1, 2, 0, 9
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine OpenMP threads that wait
-    for each other make a step ten times slower (measured: 72 s against 6 s for 20 steps)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def make(**changes) -> Captioner:

@@ -3,8 +3,6 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,18 +18,12 @@ from seqtool.data import shapes
 from seqtool.data.captions import EOS, PAD
 from seqtool.errors import UserError
 from seqtool.tasks.captioning import CaptioningTask, caption_metrics
+from tests.helpers import assert_user_error, quick_trainer, seqtool
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine OpenMP threads that wait
-    for each other make a step ten times slower (measured: 72 s against 6 s for 20 steps)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 TINY_MODEL = ["model.encoder_channels=[4,8]", "model.grid_size=4", "model.embedding_size=8",
@@ -51,12 +43,7 @@ def tiny_run(run_dir: Path, *extra: str, steps: int = 4) -> list[str]:
         "task.shapes_test_size=6",
         "task.batch_size=8",
         *TINY_MODEL,
-        f"trainer.max_steps={steps}",
-        f"trainer.eval_every={steps}",
-        "trainer.log_every=1",
-        "trainer.progress=false",
-        "trainer.tensorboard=false",
-        "device=cpu",
+        *quick_trainer(steps),
         *extra,
     ]
 
@@ -187,16 +174,6 @@ def test_the_flickr8k_task_trains_on_the_images_it_has(shared_data, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- command line
-def seqtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "seqtool", *args], capture_output=True, text=True, timeout=120
-    )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert fragment in result.stderr
 
 
 @pytest.fixture(scope="module")

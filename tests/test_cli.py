@@ -14,22 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from seqtool.cli import app
-from tests.helpers import tiny_corpus, tiny_run
+from tests.helpers import assert_user_error, seqtool, tiny_corpus, tiny_run
 
 runner = CliRunner()
-
-
-def seqtool(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "seqtool", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert fragment in result.stderr
 
 
 @pytest.fixture(scope="module")

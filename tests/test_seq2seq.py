@@ -7,8 +7,20 @@ import torch.nn.functional as F
 from seqtool.decode.search import beam_search, greedy
 from seqtool.models.base import IncrementalDecoder
 from seqtool.models.seq2seq import Seq2SeqAttention, reverse_padded
+from tests.encoder_decoder import (
+    BOS,
+    EOS,
+    PAD,
+    V_SRC,
+    V_TGT,
+    assert_later_tokens_change_no_earlier_logit,
+    assert_padding_and_companions_change_nothing,
+    batch,
+    search_from_bos,
+    stepped,
+)
 
-V_SRC, V_TGT, PAD, BOS, EOS, H = 11, 13, 0, 1, 2, 8
+H = 8
 ATTENTIONS = ["none", "dot", "general", "concat", "additive", "local_p"]
 VARIANTS = [
     {},
@@ -42,30 +54,6 @@ def make_model(**overrides) -> Seq2SeqAttention:
     return Seq2SeqAttention(**(options | overrides))
 
 
-def padded(rows: list[list[int]]) -> torch.Tensor:
-    width = max(len(row) for row in rows)
-    return torch.tensor([row + [PAD] * (width - len(row)) for row in rows])
-
-
-def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Three sources of lengths 6, 3, 1 (EOS last) and targets of lengths 5, 2, 4 (BOS first)."""
-    generator = torch.Generator().manual_seed(seed)
-    sources = [torch.randint(3, V_SRC, (n,), generator=generator).tolist() + [EOS] for n in (5, 2, 0)]
-    targets = [[BOS] + torch.randint(3, V_TGT, (n,), generator=generator).tolist() for n in (4, 1, 3)]
-    return padded(sources), padded(targets)
-
-
-def stepped(model, src: torch.Tensor, tgt_in: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """Teacher-forced step-by-step decoding: log-probs [B, T, V] and the states after each step."""
-    state = model.init_state(model.encode(src), src.size(0))
-    log_probs, states = [], []
-    for t in range(tgt_in.size(1)):
-        step_log_probs, state = model.step(tgt_in[:, t], state)
-        log_probs.append(step_log_probs)
-        states.append(state)
-    return torch.stack(log_probs, dim=1), states
-
-
 @pytest.mark.parametrize("attention", ATTENTIONS)
 @pytest.mark.parametrize("variant", VARIANTS, ids=str)
 def test_forward_equals_step_by_step(attention, variant):
@@ -89,24 +77,12 @@ def test_forward_equals_step_by_step(attention, variant):
 def test_the_pad_embedding_and_batch_companions_change_nothing(attention):
     model = make_model(attention=attention, reverse_source=True).eval()
     src, tgt_in = batch()
-    expected = model(src, tgt_in)
-    with torch.no_grad():
-        model.encoder.embedding.weight[PAD].normal_(0, 10)
-    torch.testing.assert_close(model(src, tgt_in), expected, atol=1e-5, rtol=0)
-    for row in range(3):  # one sentence at a time, without any padding
-        src_len, tgt_len = int((src[row] != PAD).sum()), int((tgt_in[row] != PAD).sum())
-        alone = model(src[row : row + 1, :src_len], tgt_in[row : row + 1, :tgt_len])
-        torch.testing.assert_close(alone[0], expected[row, :tgt_len], atol=1e-5, rtol=0)
+    assert_padding_and_companions_change_nothing(model, src, tgt_in, model.encoder.embedding.weight[PAD])
 
 
 def test_a_later_target_token_changes_no_earlier_logit():
     model = make_model(attention="concat").eval()
-    src, tgt_in = batch()
-    changed = tgt_in.clone()
-    changed[:, 2:] = (changed[:, 2:] + 1) % V_TGT
-    before, after = model(src, tgt_in), model(src, changed)
-    torch.testing.assert_close(after[:, :2], before[:, :2])  # logits at t read tgt_in[:, :t+1] only
-    assert not torch.allclose(after[:, 2:], before[:, 2:])
+    assert_later_tokens_change_no_earlier_logit(model, *batch())
 
 
 @pytest.mark.parametrize("attention", ["none", "general", "local_p"])
@@ -115,8 +91,7 @@ def test_beam_of_one_is_greedy(attention):
     src, _ = batch(seed=3)
 
     def decode(search, **options):
-        state = model.init_state(model.encode(src), src.size(0))
-        return search(model, state, torch.full((3,), BOS), max_len=8, eos=EOS, **options)
+        return search_from_bos(model, src, search, **options)
 
     greedy_hyps, beam_hyps = decode(greedy), decode(beam_search, beam_size=1)
     assert beam_hyps.tokens == greedy_hyps.tokens

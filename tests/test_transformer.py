@@ -10,9 +10,21 @@ from seqtool.decode.search import beam_search, greedy
 from seqtool.models.base import IncrementalDecoder
 from seqtool.models.transformer import Transformer, sinusoids
 from seqtool.models.transformer_lm import TransformerLM
+from tests.encoder_decoder import (
+    BOS,
+    EOS,
+    PAD,
+    V_SRC,
+    V_TGT,
+    assert_later_tokens_change_no_earlier_logit,
+    assert_padding_and_companions_change_nothing,
+    batch,
+    search_from_bos,
+    stepped,
+)
 from tests.helpers import tiny_corpus, tiny_run
 
-V_SRC, V_TGT, PAD, BOS, EOS, D = 11, 13, 0, 1, 2, 16
+D = 16
 VARIANTS = [
     {},
     {"norm_first": False, "positions": "learned", "activation": "gelu"},
@@ -44,36 +56,14 @@ def make_model(**overrides) -> Transformer:
     return Transformer(**(options | overrides))
 
 
-def padded(rows: list[list[int]]) -> torch.Tensor:
-    width = max(len(row) for row in rows)
-    return torch.tensor([row + [PAD] * (width - len(row)) for row in rows])
-
-
-def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Three sources of lengths 6, 3, 1 (EOS last) and targets of lengths 5, 2, 4 (BOS first)."""
-    generator = torch.Generator().manual_seed(seed)
-    sources = [torch.randint(3, V_SRC, (n,), generator=generator).tolist() + [EOS] for n in (5, 2, 0)]
-    targets = [[BOS] + torch.randint(3, V_TGT, (n,), generator=generator).tolist() for n in (4, 1, 3)]
-    return padded(sources), padded(targets)
-
-
-def stepped(model, src, tgt_in) -> tuple[torch.Tensor, dict]:
-    """Teacher-forced decoding through the KV cache: log-probs [B, T, V] and the last state."""
-    state = model.init_state(model.encode(src), src.size(0))
-    log_probs = []
-    for t in range(tgt_in.size(1)):
-        step_log_probs, state = model.step(tgt_in[:, t], state)
-        log_probs.append(step_log_probs)
-    return torch.stack(log_probs, dim=1), state
-
-
 @pytest.mark.parametrize("variant", VARIANTS, ids=str)
 def test_cached_steps_equal_full_recomputation(variant):
     model = make_model(**variant).eval()
     assert isinstance(model, IncrementalDecoder)
     src, tgt_in = batch()
     expected = F.log_softmax(model(src, tgt_in), dim=-1)  # [B, T, V]
-    got, state = stepped(model, src, tgt_in)
+    got, states = stepped(model, src, tgt_in)
+    state = states[-1]  # the KV cache after the last step
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
     assert [k.shape for k, _ in state["self"]] == [(3, 2, tgt_in.size(1), D // 2)] * len(model.decoder)
 
@@ -81,7 +71,7 @@ def test_cached_steps_equal_full_recomputation(variant):
 def test_step_attention_is_the_last_layers_cross_attention():
     model = make_model().eval()
     src, tgt_in = batch()
-    _, state = stepped(model, src, tgt_in)
+    state = stepped(model, src, tgt_in)[1][-1]
     attention, mask = state["attention"], src != PAD
     torch.testing.assert_close(attention.sum(-1), torch.ones(3))
     assert attention.shape == src.shape and (attention.masked_select(~mask) == 0).all()
@@ -100,24 +90,12 @@ def test_step_attention_is_the_last_layers_cross_attention():
 def test_the_pad_embedding_and_batch_companions_change_nothing():
     model = make_model().eval()
     src, tgt_in = batch()
-    expected = model(src, tgt_in)
-    with torch.no_grad():
-        model.src_embedding.tokens.weight[PAD].normal_(0, 10)
-    torch.testing.assert_close(model(src, tgt_in), expected, atol=1e-5, rtol=0)
-    for row in range(3):  # one sentence at a time, without any padding
-        src_len, tgt_len = int((src[row] != PAD).sum()), int((tgt_in[row] != PAD).sum())
-        alone = model(src[row : row + 1, :src_len], tgt_in[row : row + 1, :tgt_len])
-        torch.testing.assert_close(alone[0], expected[row, :tgt_len], atol=1e-5, rtol=0)
+    assert_padding_and_companions_change_nothing(model, src, tgt_in, model.src_embedding.tokens.weight[PAD])
 
 
 def test_a_later_target_token_changes_no_earlier_logit():
     model = make_model(norm_first=False).eval()
-    src, tgt_in = batch()
-    changed = tgt_in.clone()
-    changed[:, 2:] = (changed[:, 2:] + 1) % V_TGT
-    before, after = model(src, tgt_in), model(src, changed)
-    torch.testing.assert_close(after[:, :2], before[:, :2])
-    assert not torch.allclose(after[:, 2:], before[:, 2:])
+    assert_later_tokens_change_no_earlier_logit(model, *batch())
 
 
 def test_beam_of_one_is_greedy():
@@ -125,8 +103,7 @@ def test_beam_of_one_is_greedy():
     src, _ = batch(seed=3)
 
     def decode(search, **options):
-        state = model.init_state(model.encode(src), src.size(0))
-        return search(model, state, torch.full((3,), BOS), max_len=8, eos=EOS, **options)
+        return search_from_bos(model, src, search, **options)
 
     greedy_hyps = decode(greedy)
     assert decode(beam_search, beam_size=1).tokens == greedy_hyps.tokens
@@ -137,7 +114,7 @@ def test_beam_of_one_is_greedy():
 def test_reorder_picks_rows_also_fewer_than_the_batch():
     model = make_model().eval()
     src, tgt_in = batch()
-    _, state = stepped(model, src, tgt_in[:, :3])
+    state = stepped(model, src, tgt_in[:, :3])[1][-1]
     index = torch.tensor([2, 0])
     reordered = model.reorder(state, index)
     torch.testing.assert_close(reordered["self"][1][0], state["self"][1][0][index])

@@ -6,34 +6,20 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from seqtool import commands
 from seqtool.config import compose
-from tests.helpers import tiny_corpus, tiny_run
+from tests import helpers
+from tests.helpers import assert_user_error, tiny_corpus, tiny_run
 from tests.test_translation_task import SMALL, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["device=cpu", "trainer.progress=false", "trainer.tensorboard=false"]
-
-
-def seqtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "seqtool", *args],
-        input=stdin,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert fragment in result.stderr, result.stderr
+seqtool = partial(helpers.seqtool, timeout=300)  # the end-to-end runs here train for a while
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from seqtool.cli import app
 from seqtool.data import moving_mnist as data
 from seqtool.errors import UserError
 from seqtool.tasks.video import VideoTask
+from tests.helpers import assert_user_error, quick_trainer, seqtool
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +40,7 @@ def tiny_run(run_dir: Path, *extra: str, model: str = "convlstm", steps: int = 4
         "task.test_sequences=4",
         "model.hidden_channels=4",
         "model.patch_size=2",
-        f"trainer.max_steps={steps}",
-        f"trainer.eval_every={steps}",
-        "trainer.log_every=1",
-        "trainer.progress=false",
-        "trainer.tensorboard=false",
-        "device=cpu",
+        *quick_trainer(steps),
         *extra,
     ]
 
@@ -71,18 +67,6 @@ def make_task(tmp_path: Path, **changes) -> VideoTask:
     task = VideoTask(**(options | changes))
     task.setup(tmp_path)
     return task
-
-
-def seqtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "seqtool", *args], capture_output=True, text=True, timeout=120
-    )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert fragment in result.stderr, result.stderr
 
 
 # ------------------------------------------------------------------------------------ the generator
