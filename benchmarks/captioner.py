@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from harness import comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import resolve_device
+from seqtool.commands import build_trainer, resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.data.captions import BOS, PAD
 from seqtool.decode.settings import SearchSettings
@@ -111,15 +111,6 @@ class PlainSAT(nn.Module):
         return torch.stack(words, 1)
 
 
-def build(cfg, run_dir: Path, device: torch.device) -> Trainer:
-    task = instantiate(cfg.task)
-    task.setup(run_dir, device=device)
-    torch.manual_seed(cfg.seed)
-    model = instantiate(cfg.model, **task.model_kwargs())
-    return instantiate(cfg.trainer, task=task, model=model, run_dir=run_dir, device=device,
-                       model_target=str(cfg.model._target_))  # fmt: skip
-
-
 def plain_model(cfg, trainer: Trainer) -> PlainSAT:
     m = cfg.model
     torch.manual_seed(cfg.seed)
@@ -162,7 +153,7 @@ def main() -> None:
     device = resolve_device(str(cfg.device))
     timing = dict(warmup=args.warmup, steps=args.steps, rounds=args.rounds, device=device, unit="images/s")
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build(cfg, Path(run_dir), device)
+        trainer = build_trainer(cfg, Path(run_dir), device)
         task, model = trainer.task, trainer.model
         batches = task.batches("train", train=True)
         plain = plain_model(cfg, trainer)

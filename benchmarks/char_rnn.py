@@ -13,6 +13,7 @@ The last line printed is the result as JSON, for a note to quote.
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,8 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from harness import autocast, comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import resolve_device
-from seqtool.config import compose, instantiate
+from seqtool.commands import build_trainer, resolve_device
+from seqtool.config import compose
 from seqtool.train import Trainer
 
 
@@ -60,29 +61,9 @@ def overrides(args: argparse.Namespace) -> list[str]:
     return items
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> Trainer:
-    """The task (set up on its corpus), a seeded model and the Trainer, as `seqtool train` builds them."""
-    task = instantiate(cfg.task)
-    task.setup(run_dir, device=device)
-    torch.manual_seed(cfg.seed)
-    model = instantiate(cfg.model, **task.model_kwargs())
-    return instantiate(
-        cfg.trainer,
-        task=task,
-        model=model,
-        run_dir=run_dir,
-        device=device,
-        model_target=str(cfg.model._target_),
-    )
-
-
-def twin_model(cfg: DictConfig, trainer: Trainer, device: torch.device) -> nn.Module:
-    """A second CharRNN, built and seeded like the trainer's (checked: identical weights before training)."""
-    torch.manual_seed(cfg.seed)
-    model = instantiate(cfg.model, **trainer.task.model_kwargs()).to(device)
-    pairs = zip(model.state_dict().values(), trainer.model.state_dict().values(), strict=True)
-    assert all(torch.equal(ours, theirs) for ours, theirs in pairs)
-    return model
+def twin_model(trainer: Trainer) -> nn.Module:
+    """The reference side's CharRNN: a copy of the trainer's, so both start from the same weights."""
+    return copy.deepcopy(trainer.model)
 
 
 def plain_steps(
@@ -131,7 +112,7 @@ def main() -> None:
         trainer = build_trainer(cfg, Path(run_dir), device)
         batches = trainer.task.batches("train", train=True)
         tokens = trainer.task.train_rows.to(device)  # shape: [B, N], the trainer's own streams
-        plain = plain_steps(cfg, twin_model(cfg, trainer, device), tokens, trainer.autocast_dtype)
+        plain = plain_steps(cfg, twin_model(trainer), tokens, trainer.autocast_dtype)
         medians = measure_steps(
             {"seqtool": lambda: trainer.train_step(batches), "plain": lambda: next(plain)},
             warmup=args.warmup,

@@ -26,8 +26,8 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from harness import autocast, comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import resolve_device
-from seqtool.config import compose, instantiate
+from seqtool.commands import build_trainer, resolve_device
+from seqtool.config import compose
 from seqtool.train import Trainer
 
 
@@ -115,20 +115,6 @@ class PlainConvLSTM(nn.Module):
         )
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, device: torch.device, channels_last: bool) -> Trainer:
-    """The task, a seeded model and the Trainer, as `seqtool train` builds them."""
-    task = instantiate(cfg.task)
-    task.setup(run_dir, device=device)
-    torch.manual_seed(cfg.seed)
-    model = instantiate(cfg.model, **task.model_kwargs())
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    target = str(cfg.model._target_)
-    return instantiate(
-        cfg.trainer, task=task, model=model, run_dir=run_dir, device=device, model_target=target
-    )
-
-
 def plain_steps(cfg: DictConfig, args: argparse.Namespace, trainer: Trainer) -> Iterator[None]:
     """The reference loop over 4 pre-drawn batches; each next() is one optimizer step."""
     torch.manual_seed(cfg.seed)
@@ -182,7 +168,9 @@ def main() -> None:
     cfg = compose(overrides(args))
     device = resolve_device(str(cfg.device))
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device, args.channels_last)
+        trainer = build_trainer(cfg, Path(run_dir), device)
+        if args.channels_last:  # in place: the optimizer keeps the very same parameters
+            trainer.model.to(memory_format=torch.channels_last)
         batches = trainer.task.batches("train", train=True)
         plain = plain_steps(cfg, args, trainer)
         medians = measure_steps(

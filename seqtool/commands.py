@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from seqtool import distributed
 from seqtool.checkpoint import load_checkpoint, load_model_weights
 from seqtool.config import instantiate, load_run_config, new_run_dir, save_config
 from seqtool.errors import UserError
+
+if TYPE_CHECKING:
+    from seqtool.train import Trainer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,6 +64,20 @@ def build(cfg: DictConfig, run_dir: Path, device: torch.device) -> tuple[Any, nn
     return task, model.to(device)
 
 
+def build_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> Trainer:
+    """What `seqtool train` trains, seeded as the config says: the task, a fresh model, the Trainer."""
+    seed_everything(int(cfg.seed))
+    task, model = build(cfg, run_dir, device)
+    return instantiate(
+        cfg.trainer,
+        task=task,
+        model=model,
+        run_dir=run_dir,
+        device=device,
+        model_target=str(cfg.model._target_),
+    )
+
+
 def train(cfg: DictConfig, *, resume: Path | None = None) -> tuple[Path, dict[str, float]]:
     """Train as the config says (or continue the run in `resume`); returns the run dir and last metrics."""
     device = resolve_device(str(cfg.device))
@@ -73,16 +90,7 @@ def train(cfg: DictConfig, *, resume: Path | None = None) -> tuple[Path, dict[st
             )
         if distributed.rank() == 0:
             save_config(cfg, run_dir)
-        seed_everything(int(cfg.seed))
-        task, model = build(cfg, run_dir, device)
-        trainer = instantiate(
-            cfg.trainer,
-            task=task,
-            model=model,
-            run_dir=run_dir,
-            device=device,
-            model_target=str(cfg.model._target_),
-        )
+        trainer = build_trainer(cfg, run_dir, device)
         if resume:
             trainer.resume(run_dir / "checkpoints" / "last")
         metrics = trainer.fit()
