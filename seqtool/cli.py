@@ -169,6 +169,45 @@ def info() -> None:
             typer.echo(f"  {name:<24} {description}")
 
 
+@app.command()
+def compare(
+    paths: list[Path] = typer.Argument(..., help="A sweep directory (searched) or run directories."),
+    metric: str | None = typer.Option(
+        None, "--metric", help="Sort by this val_* metric [default: the runs' trainer.eval_metric]."
+    ),
+    by: str | None = typer.Option(None, "--by", help="Group by these config keys, e.g. cell,clip_norm."),
+    output_format: str = typer.Option("table", "--format", help="table, md, csv or json."),
+    plot: Path | None = typer.Option(None, "--plot", help="Draw --curve of every configuration here (PNG)."),
+    curve: str = typer.Option("loss", "--curve", help="A metrics.jsonl key: loss, grad_norm, val_bleu, ..."),
+) -> None:
+    """Compare runs: one row per configuration (the config keys that differ), seeds as mean ± std.
+
+    [bold]Examples[/bold]
+
+      seqtool compare runs/sweep/20261123-101500          [dim]# every run below a sweep directory[/dim]
+
+      seqtool compare runs/a runs/b --by cell --format md
+
+      seqtool compare SWEEP --plot grad_norm.png --curve grad_norm
+    """
+    from seqtool import compare as comparing
+
+    comparing.check_format(output_format, plot)
+    runs, warnings = comparing.load_runs(paths)
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    result = comparing.compare(runs, metric=metric, by=by.split(",") if by else None)
+    if plot is not None:
+        from seqtool.plots import plot_compare_curves
+
+        plot_compare_curves(comparing.curves(result, curve), plot, name=curve)
+        typer.echo(f"plot: {plot}", err=True)
+    if output_format == "table":
+        comparing.print_table(result)
+    else:
+        typer.echo(comparing.render(result, output_format), nl=False)
+
+
 def _print_table(title: str, metrics: dict[str, float], *, caption: str) -> None:
     from rich.console import Console
     from rich.table import Table

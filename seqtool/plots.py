@@ -1,18 +1,21 @@
-"""PNG figures: training curves now; attention maps and frame strips join as their models do."""
+"""PNG figures: training curves, compared runs' curves, attention maps, frame strips."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 
 def plot_training_curves(metrics_file: Path, output: Path) -> Path | None:
-    """Train loss per logged step and every validation metric, one panel each, from metrics.jsonl."""
+    """Train loss per logged step, the pre-clip gradient norm (log scale) and every validation metric,
+    one panel each, from metrics.jsonl."""
     if not metrics_file.is_file():
         return None
     records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    val_keys = sorted({key for r in records for key in r if key.startswith("val_")})
+    grad = [(r["step"], r["grad_norm"]) for r in records if "grad_norm" in r]
+    val_keys = sorted({k for r in records for k, v in r.items() if k.startswith("val_") and _is_number(v)})
     if not train:
         return None
     import matplotlib
@@ -20,7 +23,7 @@ def plot_training_curves(metrics_file: Path, output: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 1 + len(val_keys)
+    panels = 1 + bool(grad) + len(val_keys)
     columns = min(panels, 4)  # a grid, so a task with many metrics stays readable
     rows = -(-panels // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
@@ -29,7 +32,9 @@ def plot_training_curves(metrics_file: Path, output: Path) -> Path | None:
         axis.set_visible(False)
     flat[0].plot(*zip(*train), label="train loss")
     flat[0].set(xlabel="step", title="train loss")
-    for axis, key in zip(flat[1:], val_keys):
+    if grad:
+        _plot_grad_norm(flat[1], grad)
+    for axis, key in zip(flat[1 + bool(grad) :], val_keys):
         points = [(r["step"], r[key]) for r in records if key in r]
         axis.plot(*zip(*points), marker="o")
         axis.set(xlabel="step", title=key.replace("_", " "))
@@ -38,6 +43,83 @@ def plot_training_curves(metrics_file: Path, output: Path) -> Path | None:
     figure.savefig(output, dpi=100)
     plt.close(figure)
     return output
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plot_grad_norm(axis, points: list[tuple[int, float]]) -> None:
+    """The global gradient norm before clipping, on a log scale (it spans decades when training
+    struggles); a non-finite norm (a skipped step) is a red x on the top edge."""
+    shown = [(step, norm) for step, norm in points if math.isfinite(norm) and norm > 0]
+    if shown:
+        axis.plot(*zip(*shown), linewidth=1)
+        axis.set_yscale("log")
+    _mark_nonfinite(axis, [step for step, norm in points if not math.isfinite(norm)], color="red")
+    axis.set(xlabel="step", title="grad norm (pre-clip)")
+
+
+def _mark_nonfinite(axis, steps: list[int], *, color: str, label: str | None = None) -> None:
+    """x markers on the top edge of the axis at these steps (y in axes coordinates, x in data)."""
+    if steps:
+        transform = axis.get_xaxis_transform()
+        axis.plot(
+            steps, [1.0] * len(steps), "x", color=color, transform=transform, clip_on=False, label=label
+        )
+
+
+def plot_compare_curves(
+    curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, *, name: str, title: str = ""
+) -> Path:
+    """One metrics.jsonl curve of several configurations: curves[label] -> one (steps, values) series
+    per seed, drawn as the seeds' mean with a min-max band. Log y when the finite values span more than
+    two decades; non-finite values (diverged runs) are x markers on the top edge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    finite: list[float] = []
+    marked = False
+    for label, series in curves.items():
+        steps, mean, low, high, nonfinite = _seed_band(series)
+        (line,) = axis.plot(steps, mean, linewidth=1.5, label=f"{label} (n={len(series)})")
+        if len(series) > 1:
+            axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        note = None if marked or not nonfinite else "non-finite (diverged)"
+        _mark_nonfinite(axis, nonfinite, color=line.get_color(), label=note)
+        marked = marked or bool(nonfinite)
+        finite += [v for v in low + high if math.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
+        axis.set_yscale("log")
+    axis.set(xlabel="step", ylabel=name, title=title or name)
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _seed_band(series: list[tuple[list[int], list[float]]]):
+    """Steps (the union over seeds), the mean, min and max of the finite values at each step (NaN
+    where none is finite, which breaks the line), and the steps where some seed was not finite."""
+    at: dict[int, list[float]] = {}
+    nonfinite = set()
+    for steps, values in series:
+        for step, value in zip(steps, values):
+            at.setdefault(step, [])
+            if math.isfinite(value):
+                at[step].append(value)
+            else:
+                nonfinite.add(step)
+    steps = sorted(at)
+    mean = [sum(at[s]) / len(at[s]) if at[s] else math.nan for s in steps]
+    low = [min(at[s], default=math.nan) for s in steps]
+    high = [max(at[s], default=math.nan) for s in steps]
+    return steps, mean, low, high, sorted(nonfinite)
 
 
 def plot_attention(source: list[str], output: list[str], weights, path: Path, *, title: str = "") -> Path:

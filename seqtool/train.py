@@ -325,9 +325,12 @@ class Trainer:
             yield lambda record: None
             return
         writer = _tensorboard_writer(self.run_dir / "tb") if self.use_tensorboard else None
+        started = time.perf_counter()
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
 
             def log(record: dict[str, Any]) -> None:
+                # "time": wall seconds since this process began fitting (0 again after a resume)
+                record = record | {"time": round(time.perf_counter() - started, 3)}
                 file.write(json.dumps(record) + "\n")
                 file.flush()
                 for key, value in record.items():
