@@ -25,10 +25,16 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 @app.command(context_settings=OVERRIDES)
 def train(
     overrides: list[str] | None = typer.Argument(None, help="Hydra overrides, e.g. model.cell=gru"),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue this run directory exactly."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue this run directory exactly, or finish this sweep directory."
+    ),
     print_config: bool = typer.Option(False, "--print-config", help="Print the composed config and exit."),
+    multirun: bool = typer.Option(
+        False, "--multirun", "-m", help="Sweep: one job per combination (Hydra's multirun)."
+    ),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Run this many sweep jobs at once (joblib)."),
 ) -> None:
-    """Train a model.
+    """Train a model, or with -m a sweep of them.
 
     [bold]Examples[/bold]
 
@@ -39,13 +45,31 @@ def train(
       seqtool train experiment=shakespeare_char task.path=input.txt
 
       seqtool train --resume runs/default/20261123-101500 trainer.max_steps=2000
+
+      seqtool train -m model.cell=rnn,lstm,gru seed=1,2,3 --jobs 2   [dim]# 9 jobs, 2 at a time[/dim]
+
+      seqtool train --resume runs/default/20261123-101500        [dim]# a sweep: its unfinished jobs[/dim]
     """
     from omegaconf import OmegaConf
 
-    from seqtool import commands
+    from seqtool import commands, sweep
     from seqtool.config import compose
+    from seqtool.errors import UserError
 
     overrides = list(overrides or [])
+    if multirun or (resume is not None and sweep.is_sweep(resume)):
+        if print_config:
+            raise UserError("--print-config shows one run's config; leave out -m")
+        summary = sweep.run(overrides, jobs=jobs, resume=resume)
+        typer.echo(summary.line())
+        for job in summary.failed:
+            typer.echo(f"failed: {job['name']}: {job['error']}", err=True)
+        if summary.exit_code:
+            typer.echo(f"fix the cause, then: seqtool train --resume {summary.sweep_dir}", err=True)
+            sys.exit(summary.exit_code)
+        return
+    if jobs != 1:
+        raise UserError("--jobs N runs the jobs of a sweep; add -m (--multirun)")
     cfg = commands.resume_config(resume, overrides) if resume else compose(overrides)
     if print_config:
         typer.echo(OmegaConf.to_yaml(cfg, resolve=True))
