@@ -30,7 +30,7 @@ from harness import comparison, machine, measure_steps, print_result, timing_par
 from seqtool.commands import build_trainer, resolve_device
 from seqtool.config import compose, instantiate
 from seqtool.data.captions import BOS, PAD
-from seqtool.decode.settings import SearchSettings
+from seqtool.decode.settings import Greedy, SearchSettings
 from seqtool.models.captioner import Encoder
 from seqtool.train import Trainer
 
@@ -167,7 +167,7 @@ def main() -> None:
         )
         images = task.split("val").images[: args.decode_batch]
         pixels = task._pixels(images)
-        search = SearchSettings(strategy="greedy", max_len=args.max_len)
+        search = SearchSettings(Greedy(), max_len=args.max_len)
         model.eval()
         plain.eval()
         print("greedy decoding")

@@ -85,17 +85,21 @@ def train(
 @app.command()
 def decode(
     run_dir: Path = typer.Argument(..., help="A run directory made by `seqtool train`."),
-    prime: str = typer.Option("", "--prime", help="Text the model continues (char LM)."),
+    prime: str = typer.Option("", "--prime", help="Text the model continues (char LM), or one sentence."),
     input: str | None = typer.Option(None, "--input", "-i", help="Input file, or - for stdin."),
-    max_len: int | None = typer.Option(None, "--max-len", min=1, help="Tokens to generate."),
-    num: int = typer.Option(1, "--num", min=1, help="Number of samples per input."),
+    max_len: int | None = typer.Option(None, "--max-len", min=1, help="Tokens to generate at most."),
+    min_len: int = typer.Option(0, "--min-len", min=0, help="No end token before this many tokens."),
+    num: int = typer.Option(1, "--num", min=1, help="Samples per input (or val inputs to decode)."),
     temperature: float | None = typer.Option(None, "--temperature", min=1e-6, help="Sampling temperature."),
     top_k: int | None = typer.Option(None, "--top-k", min=1, help="Sample from the k likeliest tokens."),
     top_p: float | None = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
     greedy: bool = typer.Option(False, "--greedy", help="Always take the likeliest token."),
     beam: int | None = typer.Option(None, "--beam", min=1, help="Beam search with this many beams."),
     nbest: int = typer.Option(1, "--nbest", min=1, help="Hypotheses per input (beam search)."),
-    alpha: float = typer.Option(0.0, "--alpha", min=0.0, help="GNMT length penalty (beam search)."),
+    length_penalty: float = typer.Option(
+        0.0, "--length-penalty", "--alpha", min=0.0, help="GNMT length penalty α (beam search)."
+    ),
+    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", min=0, help="Never repeat an n-gram."),
     seed: int = typer.Option(0, "--seed", help="The same seed gives the same samples."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
     plot_attention: Path | None = typer.Option(None, "--plot-attention", help="Attention maps (PNG) here."),
@@ -106,37 +110,23 @@ def decode(
 ) -> None:
     """Generate from a trained model.
 
-    [bold]Example[/bold]
+    [bold]Examples[/bold]
 
       seqtool decode runs/default/20261123-101500 --prime "def " --max-len 300 --temperature 0.8 --seed 1
+
+      seqtool decode RUN --input src.txt --beam 5 --nbest 3 --length-penalty 0.6 --no-repeat-ngram 3
     """
     from seqtool import commands
-    from seqtool.decode.settings import DecodeOptions, SearchSettings
+    from seqtool.decode.settings import DecodeOptions, SearchSettings, choose_strategy
 
-    sampling = temperature is not None or top_k is not None or top_p is not None
-    strategy = "beam" if beam else "greedy" if greedy else "sample" if sampling else None
+    strategy = choose_strategy(greedy=greedy, beam=beam, nbest=nbest, alpha=length_penalty,
+                               temperature=temperature, top_k=top_k, top_p=top_p)  # fmt: skip
     search = SearchSettings(
-        strategy=strategy,
-        max_len=max_len,
-        temperature=temperature or 1.0,
-        top_k=top_k,
-        top_p=top_p,
-        beam_size=beam or 5,
-        nbest=nbest,
-        alpha=alpha,
-        seed=seed,
+        strategy, max_len=max_len, min_len=min_len, no_repeat_ngram=no_repeat_ngram, seed=seed
     )
-    options = DecodeOptions(
-        search=search,
-        input=input,
-        output=output,
-        prime=prime,
-        num=num,
-        plot_dir=plot_attention or plot,
-        horizon=horizon,
-    )
-    run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
-    run.task.run_decode(run.model, options)
+    options = DecodeOptions(search=search, input=input, output=output, prime=prime, num=num,
+                            plot_dir=plot_attention or plot, horizon=horizon)  # fmt: skip
+    commands.decode(commands.load_run(run_dir, checkpoint=checkpoint, device=device), options)
 
 
 @app.command(name="eval")
@@ -147,6 +137,13 @@ def evaluate(
     beam: int | None = typer.Option(
         None, "--beam", min=1, help="Decode with beam search (generative tasks)."
     ),
+    greedy: bool = typer.Option(False, "--greedy", help="Decode greedily (generative tasks)."),
+    length_penalty: float = typer.Option(
+        0.0, "--length-penalty", "--alpha", min=0.0, help="GNMT length penalty α (beam search)."
+    ),
+    max_len: int | None = typer.Option(None, "--max-len", min=1, help="Tokens to generate at most."),
+    min_len: int = typer.Option(0, "--min-len", min=0, help="No end token before this many tokens."),
+    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", min=0, help="Never repeat an n-gram."),
     src: Path | None = typer.Option(None, "--src", help="Score these inputs instead of a split ..."),
     ref: Path | None = typer.Option(None, "--ref", help="... against these references."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
@@ -158,28 +155,17 @@ def evaluate(
 
       seqtool eval runs/default/20261123-101500 --split test --json
     """
-    import torch
-
     from seqtool import commands
-    from seqtool.decode.settings import SearchSettings
-    from seqtool.errors import UserError
+    from seqtool.decode.settings import SearchSettings, choose_strategy
 
-    if split not in ("val", "test"):
-        raise UserError(f"--split {split}: use val or test")
-    if (src is None) != (ref is None):
-        raise UserError("--src and --ref go together")
+    strategy = choose_strategy(greedy=greedy, beam=beam, alpha=length_penalty)
+    search = SearchSettings(strategy, max_len=max_len, min_len=min_len, no_repeat_ngram=no_repeat_ngram)
     run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
-    if src is not None:
-        if not hasattr(run.task, "add_split"):
-            raise UserError(f"this run's task ({type(run.task).__name__}) cannot score --src/--ref files")
-        split = run.task.add_split("files", src=src, ref=ref)
-    search = SearchSettings(strategy="beam" if beam else None, beam_size=beam or 5)
-    with torch.no_grad():
-        metrics = run.task.evaluate(run.model, split, search=search)
+    metrics = commands.evaluate(run, split, search, src=src, ref=ref)
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    _print_table(f"{split} split", metrics, caption=str(run_dir))
+    _print_table(f"{split} split" if src is None else f"{src} against {ref}", metrics, caption=str(run_dir))
 
 
 @app.command()

@@ -1,11 +1,14 @@
 """What the CLI commands do, as plain functions a test can call: train, load a run, decode, evaluate.
 
-train(cfg)      compose -> instantiate task -> instantiate model -> instantiate trainer -> fit
-load_run(dir)   the run's saved config -> task (its saved vocab) -> model (its best/last weights)
+train(cfg)             compose -> instantiate task -> instantiate model -> instantiate trainer -> fit
+load_run(dir)          the run's saved config -> task (its saved vocab) -> model (its best/last weights)
+decode(run, options)   the task's inputs -> the search -> the outputs, laid out as the task says
+evaluate(run, ...)     the task's metrics of a split (or of --src/--ref files) with a search
 """
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +19,14 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from seqtool import distributed
+from seqtool import distributed, shapes
 from seqtool.checkpoint import load_checkpoint, load_model_weights
 from seqtool.config import instantiate, load_run_config, new_run_dir, save_config
+from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.errors import UserError
 
 if TYPE_CHECKING:
+    from seqtool.tasks.base import Task
     from seqtool.train import Trainer
 
 
@@ -41,7 +46,7 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise UserError(f"device={name!r}: use auto, cpu, cuda or mps")
     if name == "cuda" and distributed.world_size() > 1:
-        return torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(name)
 
 
@@ -56,10 +61,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build(cfg: DictConfig, run_dir: Path, device: torch.device) -> tuple[Any, nn.Module]:
+def build(cfg: DictConfig, run_dir: Path, device: torch.device) -> tuple[Task, nn.Module]:
     """The task (set up on its data) and a fresh model sized by it."""
     task = instantiate(cfg.task)
+    shapes.check_fits(str(cfg.model._target_), task)  # before setup reads any data
     task.setup(run_dir, rank=distributed.rank(), world_size=distributed.world_size(), device=device)
+    shapes.check_model_kwargs(str(cfg.model._target_), task.model_kwargs())
     model = instantiate(cfg.model, **task.model_kwargs())
     return task, model.to(device)
 
@@ -117,8 +124,8 @@ def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 
 @dataclass
 class LoadedRun:
-    cfg: DictConfig
-    task: Any
+    cfg: DictConfig | None  # None for a run built in memory (tests)
+    task: Task
     model: nn.Module
     device: torch.device
 
@@ -135,3 +142,26 @@ def load_run(run_dir: Path, *, checkpoint: str = "best", device: str = "auto") -
     load_model_weights(model, saved, expected_model=str(cfg.model._target_))
     model.eval()
     return LoadedRun(cfg=cfg, task=task, model=model, device=torch_device)
+
+
+def decode(run: LoadedRun, options: DecodeOptions) -> None:
+    """`seqtool decode` for every task: read the task's inputs, search (the strategy the options name,
+    else the task's default), write the hypotheses or frames and their plots (seqtool.decode.output)."""
+    search = options.search.with_default(run.task.default_strategy)
+    if search.strategy is not None:
+        search.strategy.check(run.task.end_token)
+    run.task.decode_output.write(run.task, run.model, options, search)
+
+
+def evaluate(
+    run: LoadedRun, split: str, search: SearchSettings, *, src: Path | None = None, ref: Path | None = None
+) -> dict[str, Any]:
+    """`seqtool eval`: the metrics of a split, or of parallel --src/--ref files scored as a split."""
+    if split not in ("val", "test"):
+        raise UserError(f"--split {split}: use val or test")
+    if (src is None) != (ref is None):
+        raise UserError("--src and --ref go together")
+    if src is not None:
+        split = run.task.add_split("files", src=src, ref=ref)
+    with torch.no_grad():
+        return run.task.evaluate(run.model, split, search=search)

@@ -1,4 +1,5 @@
-"""Metrics shared by the tasks: perplexity, bits per character, and BLEU / chrF / exact match.
+"""Metrics shared by the tasks: perplexity, bits per character, BLEU / chrF / exact match, and the
+captioning metrics (BLEU-1..4 against every reference, CIDEr-D).
 
 BLEU and chrF are sacrebleu's, computed on detokenised hypotheses against the raw reference text (so
 the numbers are comparable with published ones) and reported with sacrebleu's signature string, which
@@ -61,3 +62,35 @@ def translation_metrics(
         "exact_match": exact_match(hypotheses, references, lowercase=lowercase),
         "signature": signature,
     }
+
+
+def caption_metrics(hypotheses: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Corpus BLEU-1..4 (0-100) against all references, exact_match (0-100: equal to any reference) and,
+    when pycocoevalcap is installed, CIDEr-D. Both sides are already lowercased words joined by spaces,
+    so sacrebleu tokenizes by whitespace only (`<unk>` stays one word that matches nothing)."""
+    from sacrebleu.metrics import BLEU
+
+    most = max((len(refs) for refs in references), default=1)
+    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
+    metrics = {}
+    for n in range(1, 5):
+        metric = BLEU(max_ngram_order=n, tokenize="none")
+        metrics[f"bleu{n}"] = float(metric.corpus_score(hypotheses, streams).score)
+    same = sum(h in refs for h, refs in zip(hypotheses, references))
+    metrics["exact_match"] = 100.0 * same / max(len(hypotheses), 1)
+    cider = cider_d(hypotheses, references)
+    if cider is not None:
+        metrics["cider_d"] = cider
+    return metrics
+
+
+def cider_d(hypotheses: list[str], references: list[list[str]]) -> float | None:
+    """CIDEr-D (Vedantam et al. 2015) by pycocoevalcap's implementation, ×100; None when not installed."""
+    try:
+        from pycocoevalcap.cider.cider import Cider
+    except ImportError:
+        return None
+    gts = {i: refs for i, refs in enumerate(references)}
+    res = {i: [hypothesis] for i, hypothesis in enumerate(hypotheses)}
+    score, _ = Cider().compute_score(gts, res)
+    return 100.0 * float(score)

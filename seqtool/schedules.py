@@ -13,7 +13,8 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """Multiplier of the peak learning rate at a step (the plateau factor is applied by the trainer)."""
+    """Multiplier of the peak learning rate at a step; with kind plateau, times a scale that
+    after_evaluation() cuts when the validation metric stops improving."""
 
     kind: Literal["constant", "cosine", "inverse_sqrt", "plateau"]
     warmup_steps: int
@@ -35,6 +36,12 @@ class LRSchedule:
         progress = min(1.0, (step - self.warmup_steps) / max(1, max_steps - self.warmup_steps))
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
+    def after_evaluation(self, scale: float, evals_without_improvement: int) -> float:
+        """The plateau scale after an evaluation: times plateau_factor after every plateau_patience
+        evaluations in a row without improvement (ReduceLROnPlateau); unchanged for the other kinds."""
+        stalled = evals_without_improvement > 0 and evals_without_improvement % self.plateau_patience == 0
+        return scale * self.plateau_factor if self.kind == "plateau" and stalled else scale
+
 
 @dataclass(frozen=True)
 class Competence:
@@ -52,10 +59,6 @@ class Competence:
         if self.kind == "linear":  # c(t) = t (1 - c0) + c0
             return min(1.0, t * (1 - c0) + c0)
         return min(1.0, math.sqrt(t * (1 - c0**2) + c0**2))  # c(t) = sqrt(t (1 - c0²) + c0²)
-
-    @property
-    def active(self) -> bool:
-        return self.kind != "none"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from seqtool.checkpoint import (
 from seqtool.errors import TrainingDiverged, UserError
 from seqtool.progress import TrainingProgress
 from seqtool.schedules import Competence, LRSchedule, TeacherForcing
+from seqtool.tasks.base import Task
 
 
 class Interrupted(Exception):
@@ -52,7 +53,7 @@ class Trainer:
     def __init__(
         self,
         *,
-        task: Any,
+        task: Task,
         model: nn.Module,
         run_dir: Path,
         device: torch.device,
@@ -219,22 +220,14 @@ class Trainer:
         metrics, improved = distributed.broadcast(self._judge() if self.is_main else None)
         value = metrics[self.eval_metric]
         self.evals_without_improvement = 0 if improved else self.evals_without_improvement + 1
-        if (
-            self.lr_schedule.kind == "plateau"
-            and not improved
-            and self.evals_without_improvement % self.lr_schedule.plateau_patience == 0
-        ):
-            self.plateau_scale *= self.lr_schedule.plateau_factor
+        stalled = self.evals_without_improvement
+        self.plateau_scale = self.lr_schedule.after_evaluation(self.plateau_scale, stalled)
         state = self.trainer_state()
         if self.is_main:
             log({"step": self.step, **{f"val_{key}": val for key, val in metrics.items()}})
             self.best.offer(value, self.step, model=self.model, trainer_state=state, meta=self._meta(value))
-            save_checkpoint(
-                self.run_dir / "checkpoints" / "last",
-                model=self.model,
-                trainer_state=state,
-                meta=self._meta(value),
-            )
+        self.save_last(value, state)
+        if self.is_main:
             self._write_sample()
         return metrics
 
@@ -291,14 +284,15 @@ class Trainer:
             "metric_name": self.eval_metric,
         }
 
-    def save_last(self) -> None:
-        state = self.trainer_state()
+    def save_last(self, value: float | None = None, state: dict[str, Any] | None = None) -> None:
+        """checkpoints/last: the weights, the trainer state (every rank's part) and the metric `value`."""
+        state = self.trainer_state() if state is None else state
         if self.is_main:
             save_checkpoint(
                 self.run_dir / "checkpoints" / "last",
                 model=self.model,
                 trainer_state=state,
-                meta=self._meta(None),
+                meta=self._meta(value),
             )
 
     def resume(self, checkpoint_dir: Path) -> None:

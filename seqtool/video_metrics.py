@@ -89,13 +89,6 @@ class MetricSums:
         return {name + suffix: float(sum(values) / len(values)) for name, values in self.curves().items()}
 
 
-def score(predictions: Tensor, targets: Tensor) -> dict[str, float]:
-    """Means of every metric over frames and sequences of one batch [B, K, C, H, W]."""
-    sums = MetricSums()
-    sums.add(predictions, targets)
-    return sums.means()
-
-
 def clamp_frames(frames: Tensor) -> Tensor:
     """Predictions as frames: float32, clipped to [0, 1] (a linear output head may overshoot)."""
     return torch.clamp(frames.float(), 0.0, 1.0)

@@ -17,7 +17,8 @@ from seqtool.config import compose
 from seqtool.data import shapes
 from seqtool.data.captions import EOS, PAD
 from seqtool.errors import UserError
-from seqtool.tasks.captioning import CaptioningTask, caption_metrics
+from seqtool.metrics import caption_metrics
+from seqtool.tasks.captioning import CaptioningTask
 from tests.helpers import assert_user_error, quick_trainer, seqtool
 
 runner = CliRunner()

@@ -397,3 +397,28 @@ def test_prime_equals_stepping_by_hand():
     assert torch.allclose(log_probs, expected)
     assert all(torch.equal(a, b) for a, b in zip(primed, by_hand, strict=True))
     assert not math.isclose(float(log_probs[0, 0]), float(model.step(prefix[:, 0], state)[0][0, 0]))
+
+
+@pytest.mark.parametrize("search", ["greedy", "sample"])
+def test_no_repeat_ngram_in_greedy_and_sampling_takes_the_best_allowed_token(search):
+    """Every token is allowed (it completes no bigram already seen) and, for greedy, the likeliest allowed
+    one: checked by feeding the output back through the model step by step."""
+    model = ToyDecoder(seed=4, repeat_bias=3.0)
+    _, state, first = start(model, batch=4)
+    generator = torch.Generator().manual_seed(0)
+    run = {
+        "greedy": lambda **kw: greedy(model, state, first, max_len=10, eos=EOS, **kw),
+        "sample": lambda **kw: sample(model, state, first, max_len=10, eos=EOS, generator=generator, **kw),
+    }
+    plain, banned = run[search](), run[search](no_repeat_ngram=2)
+    assert any(repeated_bigram([int(first[s])] + plain.tokens[s][0]) for s in range(4))
+    for s in range(4):
+        sequence = [int(first[s])] + banned.tokens[s][0]
+        assert not repeated_bigram(sequence)
+        if search == "greedy":
+            row_state = model.reorder(state, torch.tensor([s]))
+            for t in range(len(sequence) - 1):
+                log_probs, row_state = model.step(torch.tensor([sequence[t]]), row_state)
+                seen = {b for a, b in itertools.pairwise(sequence[: t + 1]) if a == sequence[t]}
+                allowed = [v for v in range(log_probs.size(1)) if v not in seen]
+                assert sequence[t + 1] == max(allowed, key=lambda v: float(log_probs[0, v]))

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqtool import commands
 from seqtool.config import compose, instantiate
 from seqtool.data.tokenize import BOS, EOS, PAD
-from seqtool.decode.settings import DecodeOptions, SearchSettings
+from seqtool.decode.settings import Beam, DecodeOptions, Greedy, Sampling, SearchSettings
 from seqtool.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,11 @@ TINY = {
     "transformer": ["model.d_model=16", "model.heads=2", "model.ffn_size=32", "model.encoder_layers=1",
                     "model.decoder_layers=1", "model.dropout=0.0"],
 }  # fmt: skip
+
+
+def decode(task, model: nn.Module, options: DecodeOptions) -> None:
+    """`seqtool decode` on a task and model built here (commands.decode on a run made in memory)."""
+    commands.decode(commands.LoadedRun(cfg=None, task=task, model=model, device=task.device), options)
 
 
 def make_model(task, name: str = "seq2seq_attn", *overrides: str) -> nn.Module:
@@ -154,7 +160,7 @@ def test_evaluate_reports_loss_bleu_chrf_exact_match_and_writes_hypotheses(tmp_p
     assert set(metrics) == {"loss", "perplexity", "bleu", "chrf", "exact_match", "signature"}
     assert isinstance(metrics["signature"], str) and "tok:13a" in metrics["signature"]
     assert len((tmp_path / "hypotheses" / "val.txt").read_text().splitlines()) == 25  # the training cap
-    task.evaluate(make_model(task), "val", search=SearchSettings(strategy="beam", beam_size=3))
+    task.evaluate(make_model(task), "val", search=SearchSettings(Beam(size=3)))
     assert len((tmp_path / "hypotheses" / "val.txt").read_text().splitlines()) == 40  # seqtool eval: all
 
 
@@ -202,7 +208,7 @@ def test_a_run_with_its_vocabulary_decodes_and_scores_files_without_its_data(tmp
     make_task(tmp_path / "run", *overrides)  # trains and saves the tokenizers
     shutil.rmtree(data)
     task = make_task(tmp_path / "run", *overrides)  # as `seqtool decode/eval` rebuild it
-    task.run_decode(make_model(task), DecodeOptions(prime="ein Hund"))
+    decode(task, make_model(task), DecodeOptions(prime="ein Hund"))
     assert len(capsys.readouterr().out.splitlines()) == 1
     (tmp_path / "s.de").write_text("ein Mann\n")
     (tmp_path / "s.en").write_text("a man\n")
@@ -233,7 +239,7 @@ def test_a_source_longer_than_the_model_takes_is_named(task, tmp_path):
         task.evaluate(model, "val")
     (tmp_path / "in.txt").write_text("abc\nabcdefgh\n")
     with pytest.raises(UserError, match="input line 2 has 8 tokens"):
-        task.run_decode(model, DecodeOptions(input=str(tmp_path / "in.txt")))
+        decode(task, model, DecodeOptions(input=str(tmp_path / "in.txt")))
 
 
 # ------------------------------------------------------------------------------------------ decode
@@ -242,10 +248,10 @@ def test_a_source_longer_than_the_model_takes_is_named(task, tmp_path):
 def test_decode_prints_one_line_per_input_or_the_nbest_format(task, tmp_path, capsys):
     (tmp_path / "in.txt").write_text("abc\nhgfe\ncafe\n")
     model = make_model(task)
-    task.run_decode(model, DecodeOptions(input=str(tmp_path / "in.txt")))
+    decode(task, model, DecodeOptions(input=str(tmp_path / "in.txt")))
     assert len(capsys.readouterr().out.splitlines()) == 3
-    search = SearchSettings(strategy="beam", beam_size=3, nbest=2)
-    task.run_decode(model, DecodeOptions(search=search, input=str(tmp_path / "in.txt")))
+    search = SearchSettings(Beam(size=3, nbest=2))
+    decode(task, model, DecodeOptions(search=search, input=str(tmp_path / "in.txt")))
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert [row[0] for row in rows] == ["1", "1", "2", "2", "3", "3"]
     assert all(float(first[1]) >= float(second[1]) for first, second in zip(rows[::2], rows[1::2]))
@@ -253,8 +259,8 @@ def test_decode_prints_one_line_per_input_or_the_nbest_format(task, tmp_path, ca
 
 def test_sampling_gives_num_samples_per_input_reproducibly(task, tmp_path, capsys):
     def samples(seed: int) -> list[list[str]]:
-        search = SearchSettings(strategy="sample", max_len=6, seed=seed)
-        task.run_decode(make_model(task), DecodeOptions(search=search, prime="abcd", num=3, output=None))
+        search = SearchSettings(Sampling(), max_len=6, seed=seed)
+        decode(task, make_model(task), DecodeOptions(search=search, prime="abcd", num=3, output=None))
         return [line.split("\t") for line in capsys.readouterr().out.splitlines()]
 
     first = samples(1)
@@ -264,8 +270,8 @@ def test_sampling_gives_num_samples_per_input_reproducibly(task, tmp_path, capsy
 
 def test_decode_streams_stdin_and_plots_attention(task, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"abc\nde\n")))
-    options = DecodeOptions(input="-", plot_dir=tmp_path / "maps", search=SearchSettings(strategy="greedy"))
-    task.run_decode(make_model(task), options)
+    options = DecodeOptions(input="-", plot_dir=tmp_path / "maps", search=SearchSettings(Greedy()))
+    decode(task, make_model(task), options)
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
         "attention_0001.png",
@@ -276,16 +282,16 @@ def test_decode_streams_stdin_and_plots_attention(task, tmp_path, monkeypatch, c
 def test_decode_input_that_is_not_utf8_is_a_user_error(task, tmp_path, monkeypatch):
     (tmp_path / "bad.txt").write_bytes(b"abc\n\xff\xfe\n")
     with pytest.raises(UserError, match=r"not UTF-8 text \(line 2"):
-        task.run_decode(make_model(task), DecodeOptions(input=str(tmp_path / "bad.txt")))
+        decode(task, make_model(task), DecodeOptions(input=str(tmp_path / "bad.txt")))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xff\n")))
     with pytest.raises(UserError, match=r"standard input is not UTF-8 text \(line 1"):
-        task.run_decode(make_model(task), DecodeOptions(input="-"))
+        decode(task, make_model(task), DecodeOptions(input="-"))
 
 
 def test_nbest_without_a_wide_enough_beam_is_a_user_error(task):
     with pytest.raises(UserError, match="raise --beam"):
-        search = SearchSettings(strategy="beam", beam_size=2, nbest=3)
-        task.run_decode(make_model(task), DecodeOptions(search=search, prime="abc"))
+        search = SearchSettings(Beam(size=2, nbest=3))
+        decode(task, make_model(task), DecodeOptions(search=search, prime="abc"))
 
 
 def test_preview_shows_source_hypothesis_and_reference(task):

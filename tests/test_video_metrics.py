@@ -14,7 +14,6 @@ from seqtool.video_metrics import (
     frame_mse,
     frame_psnr,
     frame_ssim,
-    score,
     zeros,
 )
 
@@ -71,4 +70,6 @@ def test_sums_average_over_sequences_per_step_then_over_steps():
     means = sums.means("_model")
     assert means["mse_model"] == pytest.approx(32.0) and means["mae_model"] == pytest.approx(64.0)
     assert all(isinstance(value, float) for value in means.values())
-    assert score(prediction, truth)["mse"] == pytest.approx(32.0)
+    whole = MetricSums()  # the batch at once: the same means as in two parts
+    whole.add(prediction, truth)
+    assert whole.means()["mse"] == pytest.approx(32.0)

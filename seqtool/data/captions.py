@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqtool.data.vocab import BOS, EOS, PAD, SPECIALS, UNK  # noqa: F401 - the one set, re-exported
 from seqtool.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -37,9 +38,6 @@ FLICKR8K_LISTS = {"train": "Flickr_8k.trainImages.txt", "val": "Flickr_8k.devIma
                   "test": "Flickr_8k.testImages.txt"}  # fmt: skip
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-PAD, BOS, EOS, UNK = range(4)
 
 
 @dataclass
@@ -328,6 +326,30 @@ def image_files(path: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------------------- transforms
+
+
+def read_image_input(path: Path, size: int) -> tuple[list[str], np.ndarray]:
+    """`seqtool decode --input` for captioning: the names and uint8 images [N, size, size, 3] of an image
+    or a folder. Unreadable files in a folder are skipped and counted (a warning); when none is
+    readable it is a UserError."""
+    from seqtool.progress import warn
+
+    names, arrays, skipped, notes = [], [], [], Counter()
+    for file in image_files(path):
+        try:
+            arrays.append(load_resized(file, size, notes))
+            names.append(str(file))
+        except BadImage as error:
+            skipped.append((file, error))
+    if not arrays:
+        first, why = skipped[0]
+        raise UserError(f"--input {path}: no readable image ({len(skipped)} skipped; {first}: {why})")
+    if skipped:
+        first, why = skipped[0]
+        warn(f"{len(skipped)} unreadable images skipped (e.g. {first}: {why})")
+    if notes:
+        warn("converted to RGB: " + ", ".join(f"{n} {mode}" for mode, n in sorted(notes.items())))
+    return names, np.stack(arrays)
 
 
 def crop_boxes(count: int, source: int, target: int, *, train: bool, generator: torch.Generator | None):

@@ -8,6 +8,8 @@ UTF-8. Each problem is one UserError naming the file and how to fix it.
 from __future__ import annotations
 
 import gzip
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from seqtool.errors import UserError
@@ -40,6 +42,27 @@ def read_lines(path: Path) -> list[str]:
         raise UserError(f"cannot read {path}: {error}") from None
     # Decoded line by line (not as one text) so an error can name the line.
     return [decode_line(raw, str(path), n) for n, raw in enumerate(data.splitlines(), start=1)]
+
+
+def numbered_lines(source: str | None, prime: str, *, chunk: int = 256) -> Iterator[list[tuple[int, str]]]:
+    """`seqtool decode`'s input lines, numbered from 1, in chunks: from standard input ("-") one line at a
+    time (so a pipe gets each answer at once), from a file after every line has been read and checked,
+    or the single line `prime`."""
+    if source == "-":
+        for number, raw in enumerate(iter(sys.stdin.buffer.readline, b""), start=1):
+            yield [(number, decode_line(raw, "standard input", number))]
+        return
+    if source is not None:
+        if not Path(source).is_file():
+            raise UserError(f"--input {source}: no such file")
+        lines = read_lines(Path(source))
+    elif prime:
+        lines = [prime]
+    else:
+        raise UserError("translation decodes sentences: give --input FILE (or - for stdin) or --prime TEXT")
+    numbered = list(enumerate(lines, start=1))
+    for start in range(0, len(numbered), chunk):
+        yield numbered[start : start + chunk]
 
 
 def check_pairs(pairs: list[Pair], origin: str) -> list[Pair]:

@@ -15,11 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from seqtool.data.vocab import BOS, EOS, PAD, SPECIALS, UNK  # noqa: F401 - the one set, re-exported
 from seqtool.errors import UserError
 
 Kind = Literal["char", "word", "bpe"]
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
-PAD, BOS, EOS, UNK = range(4)
 
 
 class TextTokenizer:

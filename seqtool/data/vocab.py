@@ -1,4 +1,8 @@
-"""A character vocabulary, saved with the run so decode and eval see the same ids."""
+"""The special tokens every word and subword vocabulary starts with, and the character vocabulary (saved
+with the run so decode and eval see the same ids).
+
+    0 <pad>   1 <s> (BOS)   2 </s> (EOS)   3 <unk>      translation tokenizers, caption word vocabularies
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import json
 from pathlib import Path
 
 from seqtool.errors import UserError
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+PAD, BOS, EOS, UNK = range(4)
 
 
 class CharVocab:

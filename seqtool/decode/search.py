@@ -112,6 +112,7 @@ def _decode_loop(
     eos: int | None,
     min_len: int,
     choose: Choose,
+    no_repeat_ngram: int = 0,
 ) -> Hypotheses:
     """Feed each sequence its own chosen token until it emits EOS or reaches its max_len.
 
@@ -125,7 +126,13 @@ def _decode_loop(
         tokens = first  # shape: [A]
         for step in range(int(limits.max())):
             log_probs, state = model.step(tokens, state)  # shape: [A, V]
-            tokens = choose(_forbid_early_eos(log_probs, eos, step, min_len))
+            allowed = _forbid_early_eos(log_probs, eos, step, min_len)
+            if no_repeat_ngram > 0:
+                inputs = torch.cat([first[rows, None], record.tokens[rows, :step]], dim=1)  # [A, 1 + step]
+                banned = _repeated_ngrams(inputs, no_repeat_ngram, allowed.size(1))  # shape: [A, V]
+                banned &= ~banned.all(-1, keepdim=True)  # a row with every token banned keeps them all
+                allowed = allowed.masked_fill(banned, NEG_INF)
+            tokens = choose(allowed)
             picked = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)  # shape: [A]
             record.add(rows, step, tokens, picked, _attention_of(state))
             done = limits[rows] <= step + 1  # shape: [A]
@@ -147,9 +154,12 @@ def greedy(
     max_len: int | Tensor,
     eos: int | None = None,
     min_len: int = 0,
+    no_repeat_ngram: int = 0,
 ) -> Hypotheses:
-    """Pick the most probable token at every step, for ``first`` [B]; one hypothesis per sequence."""
-    return _decode_loop(model, state, first, max_len, eos, min_len, lambda log_probs: log_probs.argmax(-1))
+    """Pick the most probable token at every step, for ``first`` [B]; one hypothesis per sequence.
+    ``no_repeat_ngram`` = n takes the best token that does not repeat an n-gram of ``first`` + the output."""
+    argmax: Choose = lambda log_probs: log_probs.argmax(-1)  # noqa: E731
+    return _decode_loop(model, state, first, max_len, eos, min_len, argmax, no_repeat_ngram)
 
 
 def _filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
@@ -179,6 +189,7 @@ def sample(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     min_len: int = 0,
+    no_repeat_ngram: int = 0,
 ) -> Hypotheses:
     """Draw each token from the model's distribution for ``first`` [B]: scaled by 1/temperature, cut to the
     top k, then to the nucleus top p. The same ``generator`` seed gives the same text."""
@@ -189,7 +200,7 @@ def sample(
         probs = _filter_logits(log_probs / temperature, top_k, top_p).softmax(-1)  # shape: [B, V]
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
-    return _decode_loop(model, state, first, max_len, eos, min_len, choose)
+    return _decode_loop(model, state, first, max_len, eos, min_len, choose, no_repeat_ngram)
 
 
 # ------------------------------------------------------------------------------------------- beam search

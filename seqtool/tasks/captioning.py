@@ -27,11 +27,13 @@ from torch import Tensor, nn
 
 from seqtool.data import captions as data
 from seqtool.data import shapes
+from seqtool.data.batching import pad
 from seqtool.data.captions import BOS, EOS, PAD, ImageSet, WordVocab, tokenize
-from seqtool.decode.search import Hypotheses, beam_search, greedy, sample
-from seqtool.decode.settings import DecodeOptions, SearchSettings
+from seqtool.decode.generate import Decoded, DecodeInput, Start, decode_batched
+from seqtool.decode.output import Text
+from seqtool.decode.settings import Beam, DecodeOptions, Greedy, SearchSettings
 from seqtool.errors import UserError
-from seqtool.metrics import perplexity
+from seqtool.metrics import caption_metrics, perplexity
 from seqtool.progress import warn
 from seqtool.tasks.base import Competence, Loss
 
@@ -47,25 +49,10 @@ class CaptionBatch:
     index: list[int]  # the image of each row, in its split
 
 
-@dataclass
-class Caption:
-    """The hypotheses of one image, best first."""
-
-    tokens: list[list[int]]  # [n-best][length], without BOS and EOS
-    scores: list[float]
-    attention: list[Tensor] | None  # [n-best] -> [length (+ 1 for EOS), L]
-
-
-def pad(rows: list[list[int]]) -> Tensor:
-    """Right-pad id lists with PAD. shape: [len(rows), longest]"""
-    out = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
-
-
 class CaptioningTask:
     """Caption images; see conf/task/captioning.yaml for every option."""
+
+    shape = "one-to-many"  # an image in, a caption out (seqtool.shapes)
 
     def __init__(
         self,
@@ -128,7 +115,7 @@ class CaptioningTask:
             max_images,
         )
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.eval_search = SearchSettings(strategy="beam" if eval_beam > 1 else "greedy", beam_size=eval_beam)
+        self.eval_search = SearchSettings(Beam(size=eval_beam) if eval_beam > 1 else Greedy())
         self.eval_max_len, self.eval_max_images, self.preview_images = (
             eval_max_len,
             eval_max_images,
@@ -284,7 +271,7 @@ class CaptioningTask:
 
     def _collate(self, images: ImageSet, index: list[int], ids: list[list[int]], generator) -> CaptionBatch:
         pixels = self._pixels(images.images[index], train=generator is not None, generator=generator)
-        tgt_in, tgt_out = pad([[BOS] + row for row in ids]), pad([row + [EOS] for row in ids])
+        tgt_in, tgt_out = pad([[BOS] + row for row in ids], PAD), pad([row + [EOS] for row in ids], PAD)
         return CaptionBatch(pixels, tgt_in.to(self.device), tgt_out.to(self.device), index)
 
     def _pixels(self, images: np.ndarray, *, train: bool = False, generator=None) -> Tensor:
@@ -311,8 +298,7 @@ class CaptioningTask:
         count = len(images.names)
         if search is None and self.eval_max_images is not None:
             count = min(count, self.eval_max_images)
-        if search is None or search.strategy is None:
-            search = self.eval_search
+        search = self.eval_search if search is None else search.with_default(self.eval_search.strategy)
         total, words = 0.0, 0
         with torch.no_grad():
             for start in range(0, count, self.eval_batch_size):
@@ -340,47 +326,68 @@ class CaptioningTask:
         path.write_text("".join(f"{n}\t{h}\n" for n, h in zip(names, hypotheses)), encoding="utf-8")
 
     # ------------------------------------------------------------------------------------ decode
-    def caption(self, model: nn.Module, images: np.ndarray, search: SearchSettings) -> list[Caption]:
+    decode_output = Text(labelled=True)  # NAME<TAB>caption
+    default_strategy = Beam(size=5)
+    end_token = EOS
+
+    def caption(self, model: nn.Module, images: np.ndarray, search: SearchSettings) -> list[Decoded]:
         """n-best captions of uint8 images [N, S, S, 3] (centre crop), in batches, by the shared search."""
-        generator = torch.Generator(device=self.device).manual_seed(search.seed)
-        per_batch = (
-            max(1, self.eval_batch_size // search.beam_size)
-            if search.strategy == "beam"
-            else self.eval_batch_size
+        return self.decode(
+            model, [DecodeInput(str(n), image, 1, n) for n, image in enumerate(images)], search
         )
-        found: list[Caption] = []
-        for start in range(0, len(images), per_batch):
-            pixels = self._pixels(images[start : start + per_batch])
-            hypotheses = self._search(model, pixels, search, generator)
-            for row in range(pixels.size(0)):
-                attention = (
-                    None
-                    if hypotheses.attention is None
-                    else [a.float().cpu() for a in hypotheses.attention[row]]
-                )
-                found.append(Caption(hypotheses.tokens[row], hypotheses.scores[row], attention))
-        return found
 
-    def _search(self, model: nn.Module, pixels: Tensor, search: SearchSettings, generator) -> Hypotheses:
-        max_len = search.max_len or self.eval_max_len
-        with torch.inference_mode():
-            state = model.init_state(model.encode(pixels), pixels.size(0))
-            first = torch.full((pixels.size(0),), BOS, dtype=torch.long, device=pixels.device)
-            if search.strategy == "beam":
-                return beam_search(model, state, first, beam_size=search.beam_size, max_len=max_len, eos=EOS,
-                                   nbest=search.nbest, alpha=search.alpha)  # fmt: skip
-            if search.strategy == "sample":
-                return sample(model, state, first, max_len=max_len, eos=EOS, temperature=search.temperature,
-                              top_k=search.top_k, top_p=search.top_p, generator=generator)  # fmt: skip
-            return greedy(model, state, first, max_len=max_len, eos=EOS)
+    def decode_inputs(
+        self, model: nn.Module, options: DecodeOptions, search: SearchSettings
+    ) -> Iterator[list[DecodeInput]]:
+        """--input's images (a file or a folder), or the first --num val images; --num copies of each
+        when sampling."""
+        names, images = self._decode_images(options)
+        copies = search.strategy.copies(options.num)
+        yield [DecodeInput(name, image, 1, n, copy)
+               for n, (name, image) in enumerate(zip(names, images)) for copy in range(copies)]  # fmt: skip
 
-    def run_decode(self, model: nn.Module, options: DecodeOptions) -> None:
-        """`seqtool decode`: caption --input (an image or a folder of them; default: the first --num val
-        images); print `NAME<TAB>caption` lines (`NAME<TAB>SCORE<TAB>caption` for --nbest / --num > 1);
-        --plot-attention DIR draws each word's attention over its image."""
-        from seqtool.tasks.captioning_decode import run_decode
+    def _decode_images(self, options: DecodeOptions) -> tuple[list[str], np.ndarray]:
+        """The names and uint8 images [N, S, S, 3] to caption: --input's, or the first --num val images."""
+        if options.input is None:
+            val = self.split("val")
+            count = min(options.num, len(val.names))
+            return val.names[:count], val.images[:count]
+        if options.input == "-":
+            raise UserError(
+                "captioning reads images: give --input IMAGE or --input FOLDER, not standard input"
+            )
+        return data.read_image_input(Path(options.input), self.resize_size)
 
-        run_decode(self, model, options)
+    def decode(self, model: nn.Module, inputs: list[DecodeInput], search: SearchSettings) -> list[Decoded]:
+        return decode_batched(model, inputs, search, start=self._start, budget=self.eval_batch_size)
+
+    def _start(self, model: nn.Module, inputs: list[DecodeInput], search: SearchSettings) -> Start:
+        """Encode the images' feature grids; every caption starts at BOS."""
+        pixels = self._pixels(np.stack([item.value for item in inputs]))  # shape: [B, 3, S, S]
+        first = torch.full((pixels.size(0),), BOS, dtype=torch.long, device=pixels.device)  # shape: [B]
+        state = model.init_state(model.encode(pixels), pixels.size(0))
+        return Start(state, first, search.max_len or self.eval_max_len, EOS)
+
+    def render(self, item: DecodeInput, tokens: list[int]) -> str:
+        return self.vocab.decode(tokens)
+
+    def plot_attention(self, item: DecodeInput, decoded: Decoded, directory: Path) -> int:
+        """The (centre-cropped) image and each word's attention over it, as <n>_<name>.png."""
+        if decoded.attention is None:
+            return 0
+        from seqtool.plots import plot_attention_overlay
+
+        start = (self.resize_size - self.image_size) // 2
+        crop = item.value[start : start + self.image_size, start : start + self.image_size]
+        weights = decoded.attention[0]  # shape: [steps, L], the last row is the EOS step's
+        words = self.vocab.tokens(decoded.tokens[0])
+        words += ["</s>"] * (weights.shape[0] - len(words))
+        grid = math.isqrt(weights.shape[1])
+        stem = Path(item.label).stem if Path(item.label).suffix else item.label.replace("/", "_")
+        plot_attention_overlay(
+            crop, words, weights.view(-1, grid, grid), directory / f"{item.index:04d}_{stem}.png"
+        )
+        return 1
 
     def preview(self, model: nn.Module) -> str:
         """A few val images as `name: hypothesis (reference: ...)` lines."""
@@ -396,38 +403,3 @@ class CaptioningTask:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.position = int(state["position"])
-
-
-# ------------------------------------------------------------------------------------------- metrics
-
-
-def caption_metrics(hypotheses: list[str], references: list[list[str]]) -> dict[str, float]:
-    """Corpus BLEU-1..4 (0-100) against all references, exact_match (0-100: equal to any reference) and,
-    when pycocoevalcap is installed, CIDEr-D. Both sides are already lowercased words joined by spaces,
-    so sacrebleu tokenizes by whitespace only (`<unk>` stays one word that matches nothing)."""
-    from sacrebleu.metrics import BLEU
-
-    most = max((len(refs) for refs in references), default=1)
-    streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(most)]
-    metrics = {}
-    for n in range(1, 5):
-        metric = BLEU(max_ngram_order=n, tokenize="none")
-        metrics[f"bleu{n}"] = float(metric.corpus_score(hypotheses, streams).score)
-    same = sum(h in refs for h, refs in zip(hypotheses, references))
-    metrics["exact_match"] = 100.0 * same / max(len(hypotheses), 1)
-    cider = cider_d(hypotheses, references)
-    if cider is not None:
-        metrics["cider_d"] = cider
-    return metrics
-
-
-def cider_d(hypotheses: list[str], references: list[list[str]]) -> float | None:
-    """CIDEr-D (Vedantam et al. 2015) by pycocoevalcap's implementation, ×100; None when not installed."""
-    try:
-        from pycocoevalcap.cider.cider import Cider
-    except ImportError:
-        return None
-    gts = {i: refs for i, refs in enumerate(references)}
-    res = {i: [hypothesis] for i, hypothesis in enumerate(hypotheses)}
-    score, _ = Cider().compute_score(gts, res)
-    return 100.0 * float(score)

@@ -25,11 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqtool.data.io import read_input, write_output
+from seqtool.data.io import read_input
 from seqtool.data.text import hub_text, read_local, stdlib_source
 from seqtool.data.vocab import CharVocab
-from seqtool.decode.search import greedy, prime, sample
-from seqtool.decode.settings import DecodeOptions, SearchSettings
+from seqtool.decode.generate import Decoded, DecodeInput, Start, decode_batched
+from seqtool.decode.output import Text
+from seqtool.decode.search import prime
+from seqtool.decode.settings import DecodeOptions, Sampling, SearchSettings
 from seqtool.errors import UserError
 from seqtool.models.base import detach_state, map_tensors
 from seqtool.tasks.base import Competence, Loss
@@ -46,6 +48,8 @@ class Segment:
 
 class CharLMTask:
     """Next-character prediction; metrics loss (nats), perplexity and bits per character."""
+
+    shape = "many-to-many synchronous"  # a prediction at every position (seqtool.shapes)
 
     def __init__(
         self,
@@ -177,59 +181,54 @@ class CharLMTask:
         loss = total / count
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bpc": loss / math.log(2)}
 
-    # ------------------------------------------------------------------------------------ decode
-    def decode(
-        self, model: nn.Module, inputs: list[str], search: SearchSettings, *, num: int = 1
-    ) -> Iterator[str]:
-        """For each prime, `num` texts of `prime + continuation` (search.max_len characters, default 200)."""
-        generator = torch.Generator(device=self.device).manual_seed(search.seed)
-        for text in inputs:
-            yield from self._continue(model, text, search, generator, num)
+    def add_split(self, name: str, *, src: Path, ref: Path) -> str:
+        raise UserError("the char LM scores its own splits; --src/--ref are for translation")
 
-    def _continue(
-        self, model: nn.Module, text: str, search: SearchSettings, generator, num: int
-    ) -> Iterator[str]:
+    # ------------------------------------------------------------------------------------ decode
+    decode_output = Text(blocks=True)  # samples span lines: a blank line between them
+    default_strategy = Sampling()
+    end_token = None  # a language model of running text has no end
+    DEFAULT_LENGTH = 200  # characters generated without --max-len
+
+    def decode_inputs(
+        self, model: nn.Module, options: DecodeOptions, search: SearchSettings
+    ) -> Iterator[list[DecodeInput]]:
+        """--num continuations of --prime (or of the text of --input), decoded together."""
+        text = read_input(options.input) if options.input else options.prime
         ids = self.vocab.encode(text) if text else [self._start_id()]
-        prefix = torch.tensor(ids, device=self.device).expand(num, len(ids))  # shape: [num, P]
-        state = model.init_state(None, num)
-        if prefix.shape[1] > 1:
-            _, state = prime(model, state, prefix[:, :-1])
-        max_len = search.max_len or 200
+        max_len = search.max_len or self.DEFAULT_LENGTH
         limit = getattr(model, "max_positions", None)  # a Transformer LM's position table
         if limit is not None and len(ids) + max_len > limit:
             raise UserError(
                 f"prime ({len(ids)}) + --max-len ({max_len}) exceed the model's {limit} positions"
             )
-        if search.strategy == "greedy":
-            hypotheses = greedy(model, state, prefix[:, -1], max_len=max_len)
-        else:
-            hypotheses = sample(
-                model,
-                state,
-                prefix[:, -1],
-                max_len=max_len,
-                temperature=search.temperature,
-                top_k=search.top_k,
-                top_p=search.top_p,
-                generator=generator,
-            )
-        for row in hypotheses.tokens:
-            yield text + self.vocab.decode(row[0])
+        yield [DecodeInput(text, ids, len(ids), copy=n) for n in range(options.num)]
 
-    def run_decode(self, model: nn.Module, options: DecodeOptions) -> None:
-        """`seqtool decode`: continue --prime (or the text of --input) --num times; print or write them."""
-        if options.search.strategy == "beam":
-            raise UserError("the char LM decodes by sampling or --greedy; beam search needs an end token")
-        prime_text = read_input(options.input) if options.input else options.prime
-        texts = self.decode(model, [prime_text], options.search, num=options.num)
-        write_output("\n\n".join(texts) + "\n", options.output)
+    def decode(self, model: nn.Module, inputs: list[DecodeInput], search: SearchSettings) -> list[Decoded]:
+        return decode_batched(model, inputs, search, start=self._start, budget=2**31 - 1)
+
+    def _start(self, model: nn.Module, inputs: list[DecodeInput], search: SearchSettings) -> Start:
+        """Feed the primes (all of one length) but their last character, which is the first input."""
+        prefix = torch.tensor([item.value for item in inputs], device=self.device)  # shape: [B, P]
+        state = model.init_state(None, len(inputs))
+        if prefix.shape[1] > 1:
+            _, state = prime(model, state, prefix[:, :-1])
+        return Start(state, prefix[:, -1], search.max_len or self.DEFAULT_LENGTH, eos=None)
+
+    def render(self, item: DecodeInput, tokens: list[int]) -> str:
+        """The prime and its continuation."""
+        return item.label + self.vocab.decode(tokens)
+
+    def plot_attention(self, item: DecodeInput, decoded: Decoded, directory: Path) -> int:
+        return 0  # a recurrent language model has no attention
 
     def _start_id(self) -> int:
         return self.vocab.index.get("\n", 0)
 
     def preview(self, model: nn.Module) -> str:
-        search = SearchSettings(strategy="sample", max_len=300, temperature=0.8, seed=0)
-        return next(self.decode(model, [""], search))
+        search = SearchSettings(Sampling(temperature=0.8), max_len=300, seed=0)
+        item = DecodeInput("", [self._start_id()], 1)
+        return self.render(item, self.decode(model, [item], search)[0].tokens[0])
 
     # ------------------------------------------------------------------------------ resumability
     def state_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ Batches hold up to task.max_tokens padded tokens of similar-length pairs; the en
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +27,11 @@ from seqtool import distributed
 from seqtool.data import batching, parallel
 from seqtool.data.sources import Sources
 from seqtool.data.tokenize import BOS, EOS, PAD, build_or_load, vocab_files
-from seqtool.decode.settings import DecodeOptions, SearchSettings
+from seqtool.decode.generate import Decoded, DecodeInput, Start, check_fits, decode_batched, limits
+from seqtool.decode.output import Text
+from seqtool.decode.settings import Beam, DecodeOptions, Greedy, SearchSettings
 from seqtool.errors import UserError
 from seqtool.metrics import perplexity, translation_metrics
-from seqtool.tasks import translation_decode as decoding
 from seqtool.tasks.base import Competence, Loss
 
 Pair = tuple[str, str]
@@ -46,6 +47,8 @@ class PairBatch:
 
 class TranslationTask:
     """Sequence-to-sequence transduction; see conf/task/translation.yaml for every option."""
+
+    shape = "many-to-many asynchronous"  # a source in, a target of its own length out (seqtool.shapes)
 
     def __init__(
         self,
@@ -126,7 +129,7 @@ class TranslationTask:
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         self.max_tokens, self.bucket_size, self.label_smoothing = max_tokens, bucket_size, label_smoothing
         self.eval_search = SearchSettings(
-            strategy="beam" if eval_beam > 1 else "greedy", beam_size=eval_beam, alpha=eval_alpha
+            Beam(size=eval_beam, alpha=eval_alpha) if eval_beam > 1 else Greedy()
         )
         self.eval_max_len = (eval_max_len_ratio, eval_max_len_offset)
         self.eval_max_sentences, self.preview_sentences = eval_max_sentences, preview_sentences
@@ -246,10 +249,8 @@ class TranslationTask:
     def loss(self, model: nn.Module, batch: PairBatch) -> Loss:
         """Token-level cross-entropy (label-smoothed) summed over the non-pad target tokens."""
         # A Transformer's position table bounds both sides: say which option fixes it, not an index error.
-        decoding.check_fits(model, batch.src.size(1) - 1, "a train source (set task.max_source_length)")
-        decoding.check_fits(
-            model, batch.tgt_in.size(1) - 1, "a train target (set task.max_target_length)", side=1
-        )
+        check_fits(model, batch.src.size(1) - 1, "a train source (set task.max_source_length)")
+        check_fits(model, batch.tgt_in.size(1) - 1, "a train target (set task.max_target_length)", side=1)
         return self._cross_entropy(model, batch, self.label_smoothing)
 
     @staticmethod
@@ -271,8 +272,7 @@ class TranslationTask:
         signature by decoding. search None (training) caps the split at task.eval_max_sentences and
         decodes with task.eval_beam; `seqtool eval` passes its search and scores the whole split."""
         size = self._size(split, self.eval_max_sentences if search is None else None)
-        if search is None or search.strategy is None:
-            search = self.eval_search
+        search = self.eval_search if search is None else search.with_default(self.eval_search.strategy)
         self._check_lengths(model, split, size)
         total, count = 0.0, 0
         with torch.no_grad():
@@ -290,7 +290,7 @@ class TranslationTask:
         """Refuse, by line, a source or reference the model cannot take (a Transformer's positions)."""
         for side, name in enumerate(("source", "target")):
             for i, ids in enumerate(self.ids[split][side][:size]):
-                decoding.check_fits(model, len(ids), f"line {i + 1} of the {split} {name}", side=side)
+                check_fits(model, len(ids), f"line {i + 1} of the {split} {name}", side=side)
 
     def _write_hypotheses(self, split: str, hypotheses: list[str]) -> None:
         path = self.run_dir / "hypotheses" / f"{split}.txt"
@@ -298,26 +298,72 @@ class TranslationTask:
         path.write_text("".join(f"{line}\n" for line in hypotheses), encoding="utf-8")
 
     # ------------------------------------------------------------------------------------ decode
+    decode_output = Text(labelled=False)  # one line per input line
+    default_strategy = Beam(size=5)
+    end_token = EOS
+
     def translate(self, model: nn.Module, sources: list[list[int]], search: SearchSettings) -> list[str]:
         """The best detokenised hypothesis of each source (token ids without EOS)."""
-        found = self.decode(model, sources, search)
-        return [self.tgt_tokenizer.decode(result.tokens[0]) for result in found]
+        inputs = [DecodeInput(str(n), ids, len(ids) + 1, n) for n, ids in enumerate(sources)]
+        return [
+            self.render(item, found.tokens[0])
+            for item, found in zip(inputs, self.decode(model, inputs, search))
+        ]
 
-    def decode(self, model: nn.Module, inputs: list[list[int]], search: SearchSettings):
+    def decode_inputs(
+        self, model: nn.Module, options: DecodeOptions, search: SearchSettings
+    ) -> Iterator[list[DecodeInput]]:
+        """The lines of --input (a file, or - for stdin line by line) or --prime, as source ids; a file's
+        lines are all read and checked before the first is translated."""
+        copies = search.strategy.copies(options.num)
+        chunks = (
+            [DecodeInput(str(number), ids, len(ids) + 1, number, copy)
+             for number, ids in self._sources(model, chunk) for copy in range(copies)]
+            for chunk in parallel.numbered_lines(options.input, options.prime)
+        )  # fmt: skip
+        return chunks if options.input == "-" else iter(list(chunks))
+
+    def _sources(self, model: nn.Module, lines: list[tuple[int, str]]) -> list[tuple[int, list[int]]]:
+        numbered = [(number, self.src_tokenizer.encode(text)) for number, text in lines]
+        for number, ids in numbered:
+            check_fits(model, len(ids), f"input line {number}")
+        return numbered
+
+    def decode(self, model: nn.Module, inputs: list[DecodeInput], search: SearchSettings) -> list[Decoded]:
         """n-best hypotheses (tokens, scores, attention) of each source, in input order."""
-        limits = {"max_len": self._max_len(search), "max_tokens": self.max_tokens}
-        return decoding.translate(model, inputs, search, **limits, device=self.device)
+        return decode_batched(model, inputs, search, start=self._start, budget=self.max_tokens)
 
-    def _max_len(self, search: SearchSettings) -> Callable[[int], int]:
-        """Output cap per source length: --max-len when given, else ratio x length + offset."""
+    def _start(self, model: nn.Module, inputs: list[DecodeInput], search: SearchSettings) -> Start:
+        """Encode the sources (+ EOS); each output starts at BOS and is capped by _max_len."""
+        src = batching.pad([item.value + [EOS] for item in inputs], PAD).to(self.device)  # shape: [B, S]
+        target_limit = limits(model)[1] or 2**31  # generating n tokens takes n target positions
+        caps = [min(self._max_len(search, len(item.value)), target_limit) for item in inputs]
+        first = torch.full((src.size(0),), BOS, dtype=torch.long, device=self.device)  # shape: [B]
+        state = model.init_state(model.encode(src), src.size(0))
+        return Start(
+            state, first, torch.tensor(caps, device=self.device), EOS, [item.size for item in inputs]
+        )
+
+    def _max_len(self, search: SearchSettings, source_length: int) -> int:
+        """Output cap of one source: --max-len when given, else ratio x length + offset."""
         ratio, offset = self.eval_max_len
-        if search.max_len is not None:
-            return lambda source_length: search.max_len
-        return lambda source_length: math.ceil(ratio * source_length) + offset
+        return search.max_len if search.max_len is not None else math.ceil(ratio * source_length) + offset
 
-    def run_decode(self, model: nn.Module, options: DecodeOptions) -> None:
-        """`seqtool decode`: translate each line of --input (a file, or - for streaming stdin)."""
-        decoding.run_decode(self, model, options)
+    def render(self, item: DecodeInput, tokens: list[int]) -> str:
+        return self.tgt_tokenizer.decode(tokens)
+
+    def plot_attention(self, item: DecodeInput, decoded: Decoded, directory: Path) -> int:
+        """The best hypothesis's attention map as attention_<line>.png; 0 when the model reports none."""
+        if decoded.attention is None:
+            return 0
+        from seqtool.plots import plot_attention
+
+        weights = decoded.attention[0]  # shape: [output length, source length + 1]
+        outputs = self.tgt_tokenizer.tokens(decoded.tokens[0])
+        outputs += ["</s>"] * (weights.shape[0] - len(outputs))  # the EOS step has a row of its own
+        sources = self.src_tokenizer.tokens(item.value) + ["</s>"]
+        plot_attention(sources, outputs, weights, directory / f"attention_{item.index:04d}.png")
+        return 1
 
     def preview(self, model: nn.Module) -> str:
         """A few val sentences as `source → hypothesis (reference)` lines."""

@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqtool.data import moving_mnist as data
-from seqtool.decode.rollout import describe, rollout, write_plots
-from seqtool.decode.settings import DecodeOptions
+from seqtool.decode.generate import DecodeInput
+from seqtool.decode.output import Frames
+from seqtool.decode.rollout import rollout
+from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.errors import UserError
 from seqtool.tasks.base import Competence, Loss
 from seqtool.video_metrics import MetricSums, clamp_frames, copy_last, zeros
@@ -41,8 +43,21 @@ class Clip:
     targets: Tensor  # shape: [B, K, 1, H, W]
 
 
+@dataclass
+class DecodeClip:
+    """What `seqtool decode` continues: sequences, the truth after them (if given) and how to save."""
+
+    inputs: Tensor  # shape: [N, T_in, 1, H, W] in [0, 1]
+    truth: Tensor | None  # shape: [N, <= K, 1, H, W], the frames after the inputs when the input holds them
+    horizon: int  # K, the frames to predict
+    layout: str  # the input array's layout (NTHW, TNHW, ...), so the predictions are saved in it
+    as_uint8: bool  # the input was uint8 0-255: save the predictions so too
+
+
 class VideoTask:
     """Predict the next K frames of bouncing digits (or shapes); metrics MSE, MAE, SSIM, PSNR + baselines."""
+
+    shape = "many-to-many asynchronous"  # frames in, the next frames out (seqtool.shapes)
 
     def __init__(
         self,
@@ -242,25 +257,38 @@ class VideoTask:
         )
 
     # ------------------------------------------------------------------------------------ decode
-    def decode(self, model: nn.Module, inputs: Tensor, search: Any = None, *, horizon: int | None = None):
-        """inputs [N, T_in, 1, H, W] in [0, 1] -> one prediction [K, 1, H, W] per sequence."""
-        horizon = horizon or self.target_frames
-        yield from rollout(model, inputs, horizon, batch_size=self.eval_batch_size, device=self.device)
+    decode_output = Frames()  # .npy in the input's layout, strips and GIFs
+    default_strategy = None  # a rollout, not a search
+    end_token = None
 
-    def run_decode(self, model: nn.Module, options: DecodeOptions) -> None:
-        """`seqtool decode`: predict --horizon frames after the first input_frames of each --input sequence
-        (default: the first --num val sequences); write --output .npy, --plot strips and GIFs."""
+    def decode_inputs(
+        self, model: nn.Module, options: DecodeOptions, search: SearchSettings
+    ) -> Iterator[list[DecodeInput]]:
+        """--input's sequences (default: the first --num val sequences): their first input_frames frames
+        to continue for --horizon frames, and the truth after them when the sequences hold it."""
         horizon = options.horizon or self.target_frames
         frames, layout, as_uint8 = self._decode_input(options)  # [N, T, 1, H, W] in [0, 1]
         truth_end = self.input_frames + horizon
         truth = frames[:, self.input_frames : truth_end] if frames.shape[1] >= truth_end else None
-        inputs = frames[:, : self.input_frames]
-        predictions = rollout(model, inputs, horizon, batch_size=self.eval_batch_size, device=self.device)
-        if options.output is not None:
-            data.save_sequences(predictions, layout, as_uint8, options.output)
-        if options.plot_dir is not None:
-            write_plots(inputs, truth, predictions, options.plot_dir)
-        print(describe(inputs, truth, predictions, options.output))
+        clip = DecodeClip(frames[:, : self.input_frames], truth, horizon, layout, as_uint8)
+        yield [DecodeInput(options.input or "val", clip, len(frames))]
+
+    def decode(self, model: nn.Module, inputs: list[DecodeInput], search: SearchSettings) -> list[Tensor]:
+        """The predicted frames [N, K, 1, H, W] in [0, 1] of each input's sequences."""
+        return [self.rollout(model, item.value.inputs, item.value.horizon) for item in inputs]
+
+    def rollout(self, model: nn.Module, inputs: Tensor, horizon: int) -> Tensor:
+        """inputs [N, T_in, 1, H, W] in [0, 1] -> predictions [N, K, 1, H, W], in eval batches."""
+        return rollout(model, inputs, horizon, batch_size=self.eval_batch_size, device=self.device)
+
+    def render(self, item: DecodeInput, tokens: list[int]) -> str:
+        raise NotImplementedError("video predictions are frames, written by seqtool.decode.output.Frames")
+
+    def plot_attention(self, item: DecodeInput, decoded: Any, directory: Path) -> int:
+        return 0  # the frame strips of --plot are written with the predictions
+
+    def add_split(self, name: str, *, src: Path, ref: Path) -> str:
+        raise UserError("video scores its own splits; --src/--ref are for translation")
 
     def _decode_input(self, options: DecodeOptions) -> tuple[Tensor, str, bool]:
         """--input's sequences [N, T, 1, H, W] (checked), their layout and whether they were uint8."""
@@ -278,7 +306,7 @@ class VideoTask:
 
         frames = self.sequences("val", range(0, 1))  # [1, T, 1, H, W]
         clip = self._clip(frames, self.target_frames)
-        prediction = next(self.decode(model, clip.inputs))  # [K, 1, H, W]
+        prediction = self.rollout(model, clip.inputs, self.target_frames)[0]  # [K, 1, H, W]
         rows = [
             ("input", clip.inputs[0, :, 0]),
             ("truth", clip.targets[0, :, 0]),
