@@ -169,6 +169,44 @@ def evaluate(
 
 
 @app.command()
+def diagnose(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `seqtool train`."),
+    grad_through_time: bool = typer.Option(
+        False, "--grad-through-time", help="‖∂L_T/∂h_t‖ against T − t, per layer (recurrent models)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="The plot (PNG) [default: RUN/plots/grad_through_time.png]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as one JSON object."),
+    split: str = typer.Option("val", "--split", help="Take the first batch of val or test."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Diagnose a trained model: the gradient through time of its recurrent stack.
+
+    [bold]Example[/bold]
+
+      seqtool diagnose runs/default/20261123-101500 --grad-through-time --output gtt.png
+    """
+    from seqtool import commands
+    from seqtool import diagnose as diagnosing
+    from seqtool.errors import UserError
+
+    if not grad_through_time:
+        raise UserError("name a diagnostic: --grad-through-time")
+    if split not in ("val", "test"):
+        raise UserError(f"--split {split}: use val or test")
+    run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
+    result = diagnosing.grad_through_time(run, split=split)
+    path = output or Path(run_dir) / "plots" / "grad_through_time.png"
+    diagnosing.plot(result, path, name=str(run_dir))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict() | {"plot": str(path)}))
+        return
+    typer.echo(f"{diagnosing.summary(result)}\nplot: {path}")
+
+
+@app.command()
 def info() -> None:
     """List the models, tasks, trainers and experiments, one line each."""
     from seqtool.catalog import catalog

@@ -245,3 +245,28 @@ def plot_attention_overlay(image, words: list[str], weights, path: Path, *, colu
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
+
+
+def plot_grad_through_time(norms: list[list[float]], path: Path, *, title: str = "") -> Path:
+    """‖∂L_T/∂h_t‖ against the distance T - t, one line per layer, log y (seqtool.diagnose);
+    norms[k][d] is layer k at distance d. Zeros (nothing flows back) are left out of the log axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    for k, layer in enumerate(norms):
+        shown = [(d, norm) for d, norm in enumerate(layer) if math.isfinite(norm) and norm > 0]
+        if shown:
+            axis.plot(*zip(*shown), linewidth=1.5, label=f"layer {k + 1}")
+    axis.set_yscale("log")
+    axis.set(xlabel="distance T − t (steps back from the last)", ylabel="‖∂L_T / ∂h_t‖")
+    axis.set_title(title or "gradient through time")
+    if norms:
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

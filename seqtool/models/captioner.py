@@ -161,6 +161,8 @@ class CaptionOutput(NamedTuple):
 class Captioner(nn.Module):
     """CNN encoder + soft-attention LSTM decoder; an incremental decoder (see seqtool.models.base)."""
 
+    task_shapes = ("one-to-many",)  # read by seqtool.shapes
+
     def __init__(
         self,
         *,

@@ -23,6 +23,8 @@ from seqtool.models.cells import LockedDropout, check_cell, make_rnn
 class CharRNN(nn.Module):
     """A pure language model that also implements the incremental-decoder contract (encode/step/reorder)."""
 
+    task_shapes = ("many-to-many synchronous",)  # read by seqtool.shapes
+
     def __init__(
         self,
         *,

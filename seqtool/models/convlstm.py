@@ -106,6 +106,8 @@ class ConvLSTMStack(nn.Module):
 class ConvLSTM(nn.Module):
     """Encoder–forecaster of stacked ConvLSTM layers on p×p patches, with a 1×1 output convolution."""
 
+    task_shapes = ("many-to-many asynchronous",)  # read by seqtool.shapes
+
     def __init__(
         self,
         *,

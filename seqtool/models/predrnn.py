@@ -72,6 +72,8 @@ class STLSTMCell(nn.Module):
 class PredRNN(nn.Module):
     """Stacked ST-LSTM on p×p patches; the zigzag memory M; optional PredRNN-V2 decoupling loss."""
 
+    task_shapes = ("many-to-many asynchronous",)  # read by seqtool.shapes
+
     def __init__(
         self,
         *,

@@ -86,6 +86,8 @@ class RNNEncoder(nn.Module):
 class Seq2SeqAttention(nn.Module):
     """An RNN encoder-decoder with Luong attention and input feeding; an incremental decoder."""
 
+    task_shapes = ("many-to-many asynchronous",)  # read by seqtool.shapes
+
     def __init__(
         self,
         *,

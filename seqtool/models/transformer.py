@@ -150,6 +150,8 @@ def padding_mask(src_mask: Tensor) -> Tensor:
 class Transformer(nn.Module):
     """The encoder-decoder Transformer; an incremental decoder with a key/value cache."""
 
+    task_shapes = ("many-to-many asynchronous",)  # read by seqtool.shapes
+
     def __init__(
         self,
         *,

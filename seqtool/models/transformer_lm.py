@@ -24,6 +24,8 @@ from seqtool.models.transformer import Block, Embedding, check_length
 class TransformerLM(nn.Module):
     """Causal Transformer language model; an incremental decoder with a key/value cache."""
 
+    task_shapes = ("many-to-many synchronous",)  # read by seqtool.shapes
+
     def __init__(
         self,
         *,
