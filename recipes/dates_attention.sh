@@ -4,7 +4,7 @@
 #
 #   recipes/dates_attention.sh [extra overrides...]
 #
-# The data are generated (seqtool.data.synthetic), so nothing is downloaded. Quick check: add trainer=smoke.
+# The data are generated (seqtool.data.synthetic), so nothing is downloaded. Quick check: add debug=smoke.
 set -euo pipefail
 seqtool=${SEQTOOL:-seqtool}
 run_dir=runs/dates_attention/$(date +%Y%m%d-%H%M%S)

@@ -20,8 +20,8 @@ tokens=$text/Flickr8k.token.txt
 seqtool=${SEQTOOL:-seqtool}
 run_dir=runs/flickr8k_captioner/$(date +%Y%m%d-%H%M%S)
 
-$seqtool train experiment=flickr8k_captioner "task.image_dir=$images" "task.captions=$tokens" \
-  "task.splits_dir=$text" "run_dir=$run_dir" "$@"
+$seqtool train experiment=flickr8k_captioner "task.files.image_dir=$images" "task.files.captions=$tokens" \
+  "task.files.splits_dir=$text" "run_dir=$run_dir" "$@"
 $seqtool eval "$run_dir" --split test --json
 mkdir -p "$run_dir/decode_inputs"  # the first 4 test images that IMAGE_DIR has
 found=0

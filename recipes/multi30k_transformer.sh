@@ -6,7 +6,7 @@
 #
 # DATA is a directory of train/val/test_2016_flickr.{de,en}[.gz] (e.g. ../shared/data/multi30k), or a
 # Hugging Face dataset name; "hub" (the default) is bentrevett/multi30k. The hub needs network access.
-# A quick check: recipes/multi30k_transformer.sh ../shared/data/multi30k trainer=smoke
+# A quick check: recipes/multi30k_transformer.sh ../shared/data/multi30k debug=smoke
 set -euo pipefail
 data=${1:-hub}
 shift || true
@@ -15,9 +15,9 @@ run_dir=runs/multi30k_transformer/$(date +%Y%m%d-%H%M%S)
 
 source_override=()
 if [ -d "$data" ]; then
-  source_override=("task.data_dir=$data" "task.hf_name=null")
+  source_override=("task.files.data_dir=$data" "task.hub.name=null")
 elif [ "$data" != "hub" ]; then
-  source_override=("task.hf_name=$data")
+  source_override=("task.hub.name=$data")
 fi
 
 $seqtool train experiment=multi30k_transformer "run_dir=$run_dir" "${source_override[@]}" "$@"

@@ -4,7 +4,7 @@
 #
 #   recipes/reverse_transformer.sh [extra overrides...]
 #
-# The data are generated (seqtool.data.synthetic), so nothing is downloaded. Quick check: add trainer=smoke.
+# The data are generated (seqtool.data.synthetic), so nothing is downloaded. Quick check: add debug=smoke.
 set -euo pipefail
 seqtool=${SEQTOOL:-seqtool}
 run_dir=runs/reverse_transformer/$(date +%Y%m%d-%H%M%S)

@@ -5,7 +5,7 @@
 #   recipes/shapes_captioner.sh [extra overrides...]
 #
 # The images are generated (seqtool.data.shapes), so nothing is downloaded. The same-size baseline without
-# attention: add model.attention=none. Quick check: add trainer=smoke.
+# attention: add model.attention=none. Quick check: add debug=smoke.
 set -euo pipefail
 seqtool=${SEQTOOL:-seqtool}
 run_dir=runs/shapes_captioner/$(date +%Y%m%d-%H%M%S)

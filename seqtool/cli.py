@@ -227,6 +227,7 @@ def compare(
     output_format: str = typer.Option("table", "--format", help="table, md, csv or json."),
     plot: Path | None = typer.Option(None, "--plot", help="Draw --curve of every configuration here (PNG)."),
     curve: str = typer.Option("loss", "--curve", help="A metrics.jsonl key: loss, grad_norm, val_bleu, ..."),
+    x: str | None = typer.Option(None, "--x", help="With --plot: the best --metric against this config key."),
 ) -> None:
     """Compare runs: one row per configuration (the config keys that differ), seeds as mean ± std.
 
@@ -237,15 +238,27 @@ def compare(
       seqtool compare runs/a runs/b --by cell --format md
 
       seqtool compare SWEEP --plot grad_norm.png --curve grad_norm
+
+      seqtool compare SWEEP --plot lag.png --x lag --metric val_accuracy   [dim]# one line per cell[/dim]
     """
     from seqtool import compare as comparing
+    from seqtool.errors import UserError
 
     comparing.check_format(output_format, plot)
     runs, warnings = comparing.load_runs(paths)
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     result = comparing.compare(runs, metric=metric, by=by.split(",") if by else None)
-    if plot is not None:
+    if x is not None and plot is None:
+        raise UserError("--x draws a plot: give --plot FILE.png")
+    if plot is not None and x is not None:
+        from seqtool.plots import plot_compare_against
+
+        key, lines = comparing.against(result, x, runs)
+        chance = comparing.chance_line(result, key, runs)
+        plot_compare_against(lines, plot, x=key, metric=str(result.metric), chance=chance)
+        typer.echo(f"plot: {plot}", err=True)
+    elif plot is not None:
         from seqtool.plots import plot_compare_curves
 
         plot_compare_curves(comparing.curves(result, curve), plot, name=curve)

@@ -484,6 +484,43 @@ def render(comparison: Comparison, output_format: str) -> str:
     return renderers[output_format](comparison)
 
 
+# ------------------------------------------------------------------------------------ against a key
+Point = tuple[Any, Stat]  # (the x key's value, the best metric over the configuration's seeds)
+
+
+def against(comparison: Comparison, x: str, runs: list[Run]) -> tuple[str, dict[str, list[Point]]]:
+    """The best value of the comparison's metric against config key `x` (full or last component), one
+    line per combination of the other keys: (x key, {label: [(x value, Stat)] in x order})."""
+    if comparison.metric is None:
+        raise UserError("--x needs an evaluated metric (no val_* keys in the runs' metrics.jsonl)")
+    key = resolve_keys([x], runs)[0]
+    if key not in comparison.keys:
+        raise UserError(
+            f"--x {x}: {key} does not vary here; group by it with --by ({_listing(comparison.keys)})"
+        )
+    others = [other for other in comparison.keys if other != key]
+    lines: dict[str, list[Point]] = {}
+    for row in comparison.rows:
+        name = " ".join(f"{other}={show_value(row.config[other])}" for other in others) or comparison.metric
+        lines.setdefault(name, []).append((row.config[key], row.metrics[comparison.metric].best))
+    for points in lines.values():
+        points.sort(
+            key=lambda point: (not _is_number(point[0]), point[0] if _is_number(point[0]) else str(point[0]))
+        )
+    return key, lines
+
+
+def chance_line(comparison: Comparison, key: str, runs: list[Run]) -> list[tuple[Any, float]] | None:
+    """The task's chance level against `key`, when the runs log one beside the metric (val_NAME and
+    val_baseline_NAME, as the memory tasks do): [(x value, mean baseline)] in x order; else None."""
+    name = f"val_baseline_{str(comparison.metric).removeprefix('val_')}"
+    if name not in evaluated_metrics(runs):
+        return None
+    by_x = compare(runs, metric=name, by=[key])
+    points = [(row.config[key], row.metrics[name].final.mean) for row in by_x.rows]
+    return sorted((p for p in points if p[1] is not None), key=lambda p: (str(type(p[0])), p[0]))
+
+
 # -------------------------------------------------------------------------------------------- curves
 def label(row: Row, keys: list[str]) -> str:
     """A configuration as its overrides: model.cell=gru trainer.clip_norm=1.0."""

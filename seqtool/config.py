@@ -25,6 +25,16 @@ ALLOWED_TARGET_PREFIXES = ("seqtool.", "torch.optim.")
 CONFIG_FILE = "config.yaml"
 
 
+# Config options that moved, as the user may still spell them: trainer=smoke became the debug group's
+# smoke (applied after an experiment, which now carries its own trainer settings).
+RESPELLED = {"trainer=smoke": "debug=smoke"}
+
+
+def respell(overrides: list[str]) -> list[str]:
+    """The overrides with moved options in their new spelling (see RESPELLED)."""
+    return [RESPELLED.get(item, item) for item in overrides]
+
+
 def compose(overrides: list[str] | None = None) -> DictConfig:
     """The root config with Hydra overrides applied; a bad override is a UserError."""
     from hydra import compose as hydra_compose
@@ -34,7 +44,7 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
 
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+            cfg = hydra_compose(config_name="config", overrides=respell(list(overrides or [])))
     except (HydraException, OmegaConfBaseException) as error:
         raise UserError(f"bad override: {_one_line(error)}") from None
     validate(cfg)
@@ -178,5 +188,45 @@ def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> DictCo
         raise UserError(f"cannot read {path}: {_one_line(error)}") from None
     if not isinstance(cfg, DictConfig) or not {"model", "task", "trainer"} <= set(cfg.keys()):
         raise UserError(f"{path} is not a seqtool config (needs model, task and trainer)")
+    nest_flat_sources(cfg.task)
     validate(cfg)
     return cfg
+
+
+# The data sources of translation and captioning were flat task keys until they became nested configs
+# (task.synthetic_train_size -> task.synthetic.train_size). A run saved before keeps decoding and
+# evaluating: its saved task is nested here, group by group: (group, its target, {old key: new key}).
+_SOURCE_GROUPS = {
+    "seqtool.tasks.translation.TranslationTask": [
+        ("synthetic", "seqtool.data.sources.SyntheticSource",
+         {"synthetic": "kind"} | {f"synthetic_{k}": k for k in ("train_size", "val_size", "test_size",
+                                                                 "min_length", "max_length", "alphabet")}),
+        ("files", "seqtool.data.sources.LocalFiles",
+         {k: k for k in ("data_dir", "train_prefix", "val_prefix", "test_prefix", "train_src", "train_tgt",
+                         "val_src", "val_tgt", "test_src", "test_tgt", "train_tsv", "val_tsv", "test_tsv")}),
+        ("hub", "seqtool.data.sources.HubSource",
+         {f"hf_{k}": k for k in ("name", "config", "train_split", "val_split", "test_split")}),
+    ],
+    "seqtool.tasks.captioning.CaptioningTask": [
+        ("files", "seqtool.data.captions.CaptionFiles",
+         {k: k for k in ("image_dir", "captions", "splits_dir")}),
+        ("hub", "seqtool.data.captions.CaptionHub",
+         {f"hf_{k}": k for k in ("name", "image_column", "captions_column", "train_split", "val_split",
+                                 "test_split")}),
+        ("shapes", "seqtool.data.shapes.ShapesSource",
+         {f"shapes_{k}": k for k in ("train_size", "val_size", "test_size", "max_objects",
+                                     "captions_per_image")}),
+    ],
+}  # fmt: skip
+
+
+def nest_flat_sources(task: DictConfig) -> None:
+    """Move a saved task's flat data-source keys into their nested configs (in place); a task already
+    nested, or of another kind, is left as it is."""
+    for group, target, renames in _SOURCE_GROUPS.get(str(task.get("_target_")), []):
+        if isinstance(task.get(group), DictConfig) or not all(old in task for old in renames):
+            continue
+        values = {new: task[old] for old, new in renames.items()}
+        for old in renames:
+            del task[old]
+        task[group] = {"_target_": target, **values}

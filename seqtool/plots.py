@@ -103,6 +103,55 @@ def plot_compare_curves(
     return path
 
 
+def plot_compare_against(
+    lines: dict[str, list[tuple[object, object]]],
+    path: Path,
+    *,
+    x: str,
+    metric: str,
+    title: str = "",
+    chance: list[tuple[object, float]] | None = None,
+) -> Path:
+    """A metric against a config key: lines[label] -> [(x value, Stat of the seeds)], drawn as the mean
+    with ±1 std error bars; numeric x on a linear axis (log when it spans more than two decades),
+    other values as categories; `chance` [(x value, level)] dashed. Log y when the finite means span
+    more than two decades."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numeric = all(_is_number(value) for points in lines.values() for value, _ in points)
+    categories = list(dict.fromkeys(str(value) for points in lines.values() for value, _ in points))
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    means: list[float] = []
+    for label, points in lines.items():
+        xs = [value if numeric else categories.index(str(value)) for value, _ in points]
+        ys = [math.nan if stat.mean is None else stat.mean for _, stat in points]
+        errors = [stat.std or 0.0 for _, stat in points]
+        count = max((len(stat.values) for _, stat in points), default=0)
+        axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{label} (n={count})")
+        means += [y for y in ys if math.isfinite(y)]
+    if chance:
+        xs = [value if numeric else categories.index(str(value)) for value, _ in chance]
+        axis.plot(xs, [level for _, level in chance], "--", color="grey", label="chance")
+    if numeric:
+        values = [float(v) for points in lines.values() for v, _ in points if float(v) > 0]
+        if values and max(values) / min(values) > 100:
+            axis.set_xscale("log")
+    else:
+        axis.set_xticks(range(len(categories)), categories, rotation=30)
+    if means and min(means) > 0 and max(means) / min(means) > 100:
+        axis.set_yscale("log")
+    axis.set(xlabel=x, ylabel=f"best {metric}", title=title or f"best {metric} against {x}")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def _seed_band(series: list[tuple[list[int], list[float]]]):
     """Steps (the union over seeds), the mean, min and max of the finite values at each step (NaN
     where none is finite, which breaks the line), and the steps where some seed was not finite."""

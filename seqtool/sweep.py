@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from seqtool.config import CONFIG_MODULE, compose
+from seqtool.config import CONFIG_MODULE, compose, respell
 from seqtool.errors import TrainingDiverged, UserError
 
 SWEEP_FILE = "sweep.yaml"
@@ -99,6 +99,7 @@ def is_sweep(path: Path) -> bool:
 
 def run(overrides: list[str], *, jobs: int = 1, resume: Path | None = None) -> Summary:
     """Run the sweep the overrides describe (or finish the one in `resume`); every job is attempted."""
+    overrides = respell(overrides)
     if resume is not None:
         overrides = _resume_overrides(Path(resume), overrides)
     plan = plan_sweep(overrides, sweep_dir=Path(resume) if resume is not None else None)

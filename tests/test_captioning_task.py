@@ -39,9 +39,9 @@ def tiny_run(run_dir: Path, *extra: str, steps: int = 4) -> list[str]:
         f"run_dir={run_dir}",
         "task.image_size=32",
         "task.resize_size=32",
-        "task.shapes_train_size=40",
-        "task.shapes_val_size=6",
-        "task.shapes_test_size=6",
+        "task.shapes.train_size=40",
+        "task.shapes.val_size=6",
+        "task.shapes.test_size=6",
         "task.batch_size=8",
         *TINY_MODEL,
         *quick_trainer(steps),
@@ -50,11 +50,13 @@ def tiny_run(run_dir: Path, *extra: str, steps: int = 4) -> list[str]:
 
 
 def make_task(tmp_path: Path, **changes) -> CaptioningTask:
-    options = dict(compose(["task=captioning"]).task)
-    options.pop("_target_")
-    options |= dict(seed=0, image_size=32, resize_size=32, shapes_train_size=30, shapes_val_size=5,
-                    shapes_test_size=5, batch_size=4, eval_batch_size=4) | changes  # fmt: skip
-    task = CaptioningTask(**options)
+    """A small shapes task; `changes` are task keys (a nested one spelled with "__": files__captions)."""
+    from seqtool.config import instantiate
+
+    options = dict(seed=0, image_size=32, resize_size=32, shapes__train_size=30, shapes__val_size=5,
+                   shapes__test_size=5, batch_size=4, eval_batch_size=4) | changes  # fmt: skip
+    overrides = [f"task.{key.replace('__', '.')}={value}" for key, value in options.items()]
+    task = instantiate(compose(["task=captioning", *overrides]).task)
     task.setup(tmp_path)
     return task
 
@@ -165,8 +167,8 @@ def test_the_flickr8k_task_trains_on_the_images_it_has(shared_data, tmp_path):
     for n, name in enumerate(train_names):
         Image.new("RGB", (50, 40), (40 * n, 90, 200)).save(folder / name)
     (folder / (text / "Flickr_8k.devImages.txt").read_text().split()[0]).write_bytes(b"corrupt")
-    task = make_task(tmp_path / "run", data="flickr8k", captions=str(text / "Flickr8k.token.txt.gz"),
-                     image_dir=str(folder), resize_size=36, random_flip=True)  # fmt: skip
+    task = make_task(tmp_path / "run", data="flickr8k", files__captions=str(text / "Flickr8k.token.txt.gz"),
+                     files__image_dir=str(folder), resize_size=36, random_flip=True)  # fmt: skip
     assert task.split("train").names == sorted(train_names) and len(task.vocab) > 20
     loss = task.loss(make_model(task), next(iter(task.batches("train", train=True))))
     assert math.isfinite(loss.total.item()) and loss.total.requires_grad
@@ -245,8 +247,8 @@ def test_bad_inputs_are_one_line_user_errors(trained, tmp_path):
     data.write_text(
         json.dumps({"images": [{"filename": "gone.jpg", "split": "train", "sentences": [{"raw": "a"}]}]})
     )
-    result = seqtool("train", *tiny_run(tmp_path / "run", "task.data=karpathy", f"task.captions={data}",
-                                        f"task.image_dir={tmp_path / 'empty'}"))  # fmt: skip
+    result = seqtool("train", *tiny_run(tmp_path / "run", "task.data=karpathy", f"task.files.captions={data}",
+                                        f"task.files.image_dir={tmp_path / 'empty'}"))  # fmt: skip
     assert_user_error(result, "the train split has no readable image with a caption (1 named, 1 not in")
 
 
@@ -256,8 +258,8 @@ def test_a_short_shapes_run_learns_to_caption(tmp_path):
     its captions are true takes a larger one: see docs/captioning.md)."""
     run_dir = tmp_path / "run"
     overrides = tiny_run(run_dir, steps=400)
-    overrides = [o for o in overrides if not o.startswith(("task.shapes_train_size", "model.hidden_size"))]
-    overrides += ["task.shapes_train_size=400", "task.shapes_val_size=40", "model.hidden_size=48",
+    overrides = [o for o in overrides if not o.startswith(("task.shapes.train_size", "model.hidden_size"))]
+    overrides += ["task.shapes.train_size=400", "task.shapes.val_size=40", "model.hidden_size=48",
                   "trainer.eval_every=400", "trainer.optimizer.lr=0.005"]  # fmt: skip
     result = runner.invoke(app, ["train", *overrides])
     assert result.exit_code == 0, result.output

@@ -288,6 +288,39 @@ def test_plot_marks_nonfinite_values_of_a_diverged_run(tmp_path, saved_figures):
     assert "non-finite (diverged)" in axis.get_legend_handles_labels()[1]
 
 
+def test_a_metric_against_a_config_key_one_line_per_other_configuration(tmp_path, saved_figures):
+    """--x clip_norm: the best val_loss at each clip_norm, one line per cell, seeds as mean ± std."""
+    write_run(tmp_path / "a", cell="lstm", clip_norm=1.0, val_loss=[3.0, 2.0, 2.5])  # best 2.0
+    write_run(tmp_path / "b", cell="lstm", clip_norm=1.0, seed=2, val_loss=[3.0, 1.0, 2.5])  # best 1.0
+    write_run(tmp_path / "c", cell="lstm", clip_norm=5.0, val_loss=[3.0, 2.8, 2.5])  # best 2.5
+    write_run(tmp_path / "d", cell="gru", clip_norm=5.0, val_loss=[0.5, 2.0, 2.5])  # best 0.5
+    runs, _ = compare.load_runs([tmp_path])
+    key, lines = compare.against(compare.compare(runs), "clip_norm", runs)
+    assert key == "trainer.clip_norm" and sorted(lines) == ["model.cell=gru", "model.cell=lstm"]
+    lstm = lines["model.cell=lstm"]
+    assert [x for x, _ in lstm] == [1.0, 5.0] and lstm[0][1].mean == 1.5 and lstm[1][1].mean == 2.5
+    assert lstm[0][1].std == pytest.approx(math.sqrt(0.5))
+    invoke(tmp_path, "--plot", tmp_path / "x.png", "--x", "clip_norm", "--metric", "val_loss")
+    assert_png(tmp_path / "x.png")
+    axis = saved_figures[-1].axes[0]
+    assert axis.get_xlabel() == "trainer.clip_norm" and axis.get_ylabel() == "best val_loss"
+    assert sorted(axis.get_legend_handles_labels()[1]) == ["model.cell=gru (n=1)", "model.cell=lstm (n=2)"]
+    assert compare.chance_line(compare.compare(runs), key, runs) is None
+    for run in "abcd":  # a task that logs its chance level beside the metric (as the memory tasks do)
+        with open(tmp_path / run / "metrics.jsonl", "a") as metrics:
+            metrics.write(json.dumps({"step": 6, "val_baseline_loss": 3.5}) + "\n")
+    runs, _ = compare.load_runs([tmp_path])
+    assert compare.chance_line(compare.compare(runs, metric="val_loss"), key, runs) == [
+        (1.0, 3.5),
+        (5.0, 3.5),
+    ]
+    invoke(tmp_path, "--plot", tmp_path / "x.png", "--x", "clip_norm", "--metric", "val_loss")
+    assert "chance" in saved_figures[-1].axes[0].get_legend_handles_labels()[1]
+    assert_user_error(seqtool("compare", str(tmp_path), "--x", "clip_norm"), "--x draws a plot")
+    result = seqtool("compare", str(tmp_path), "--plot", str(tmp_path / "y.png"), "--x", "hidden_size")
+    assert_user_error(result, "does not vary here")
+
+
 def test_training_curves_have_a_gradient_norm_panel_on_a_log_scale(tmp_path, saved_figures):
     run = write_run(tmp_path / "run", grad_norm=[0.5, 2.0, 40.0, math.inf, 300.0, 3.0])
     assert plots.plot_training_curves(run / "metrics.jsonl", run / "plots" / "curves.png")

@@ -71,23 +71,66 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_with_the_smoke_trainer(name):
-    cfg = compose([f"experiment={name}", "trainer=smoke"])
+    cfg = compose([f"experiment={name}", "debug=smoke"])
     assert cfg.trainer.max_steps <= 10
+
+
+def test_an_experiment_carries_its_trainer_and_debug_smoke_overrides_it():
+    assert compose(["experiment=dates_attention"]).trainer.max_steps == 1500
+    assert compose(["experiment=dates_attention"]).trainer.eval_metric == "exact_match"
+    smoke = compose(["experiment=dates_attention", "debug=smoke"])
+    assert smoke.trainer.max_steps == 6 and smoke.trainer.eval_metric == "exact_match"
+    assert compose(["experiment=dates_attention", "trainer=smoke"]) == smoke  # the old spelling
+    assert compose(["debug=smoke", "trainer.max_steps=9"]).trainer.max_steps == 9  # a key override wins
+
+
+def test_a_run_saved_with_the_flat_source_keys_still_loads(tmp_path):
+    """Runs saved before the data sources became nested configs keep decoding and evaluating."""
+    from omegaconf import OmegaConf
+
+    from seqtool.config import load_run_config
+
+    for overrides, flat in [
+        (["task=translation", "task.synthetic.kind=copy", "task.synthetic.train_size=7", "task.hub.config=y"],
+         {"synthetic": "copy", "synthetic_train_size": 7, "hf_config": "y"}),
+        (["task=captioning", "task.shapes.max_objects=2", "task.files.captions=c.txt", "task.hub.name=h"],
+         {"shapes_max_objects": 2, "captions": "c.txt", "hf_name": "h"}),
+    ]:  # fmt: skip
+        cfg = compose(overrides)
+        task = OmegaConf.to_container(cfg.task)
+        old = {key: value for key, value in task.items() if not isinstance(value, dict)}
+        for group in ("synthetic", "files", "hub", "shapes"):
+            for key, value in task.get(group, {}).items():
+                if key != "_target_":
+                    old[_flat_name(group, key)] = value
+        assert flat.items() <= old.items()
+        cfg.task = old
+        run = tmp_path / task["_target_"]
+        run.mkdir()
+        OmegaConf.save(cfg, run / "config.yaml")
+        assert load_run_config(run) == compose(overrides)
+
+
+def _flat_name(group: str, key: str) -> str:
+    """The key's name before the grouping (see seqtool.config._SOURCE_GROUPS)."""
+    if group == "synthetic":
+        return "synthetic" if key == "kind" else f"synthetic_{key}"
+    return {"files": key, "hub": f"hf_{key}", "shapes": f"shapes_{key}"}[group]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_smoke_runs(name, tmp_path):
-    """Each experiment with trainer=smoke trains end to end; hub corpora are swapped for a local file."""
+    """Each experiment with debug=smoke trains end to end; hub corpora are swapped for a local file."""
     from seqtool import commands
     from tests.helpers import tiny_corpus
 
-    overrides = [f"experiment={name}", "trainer=smoke", f"run_dir={tmp_path / 'run'}", "device=cpu"]
+    overrides = [f"experiment={name}", "debug=smoke", f"run_dir={tmp_path / 'run'}", "device=cpu"]
     task = compose([f"experiment={name}"]).task
     if "path" in task:
         overrides += [f"task.path={tiny_corpus(tmp_path)}", "task.hf_name=null", "task.val_fraction=0.1"]
-    if "synthetic" in task and task.hf_name:  # a hub corpus: the built-in reverse task instead (offline)
-        overrides += ["task.hf_name=null", "task.synthetic=reverse", "task.synthetic_train_size=200"]
+    if "synthetic" in task and task.hub.name:  # a hub corpus: the built-in reverse task instead (offline)
+        overrides += ["task.hub.name=null", "task.synthetic.kind=reverse", "task.synthetic.train_size=200"]
     if task._target_ == "seqtool.tasks.video.VideoTask":
         overrides += [
             "task.image_size=16",
@@ -104,8 +147,8 @@ def test_every_experiment_smoke_runs(name, tmp_path):
             "task.data=shapes",
             "task.image_size=32",
             "task.resize_size=32",
-            "task.shapes_train_size=16",
-            "task.shapes_val_size=4",
+            "task.shapes.train_size=16",
+            "task.shapes.val_size=4",
             "task.batch_size=4",
             "model.encoder_channels=[4,8]",
             "model.grid_size=4",

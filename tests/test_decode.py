@@ -76,8 +76,8 @@ def test_search_settings_refuse_impossible_limits():
 def translation_run(tmp_path_factory) -> Path:
     """A seq2seq model that has learned a little of `reverse` (non-empty, varied outputs)."""
     tmp = tmp_path_factory.mktemp("translation")
-    overrides = ["task=translation", "task.synthetic_train_size=300", "task.synthetic_val_size=12",
-                 "task.synthetic_test_size=10", "task.synthetic_max_length=8", "task.max_tokens=300",
+    overrides = ["task=translation", "task.synthetic.train_size=300", "task.synthetic.val_size=12",
+                 "task.synthetic.test_size=10", "task.synthetic.max_length=8", "task.max_tokens=300",
                  "model=seq2seq_attn", "model.embedding_size=16", "model.hidden_size=16", "model.dropout=0.0",
                  "trainer.optimizer.lr=0.01", f"run_dir={tmp / 'run'}", *quick_trainer(80)]  # fmt: skip
     return commands.train(compose(overrides))[0]

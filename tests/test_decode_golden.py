@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 GOLDEN = Path(__file__).parent / "golden" / "decode"
 WRITE = os.environ.get("SEQTOOL_WRITE_GOLDEN") == "1"
 
-TRANSLATION = ["task=translation", "task.synthetic_train_size=300", "task.synthetic_val_size=12",
-               "task.synthetic_test_size=10", "task.synthetic_max_length=8", "task.max_tokens=300",
+TRANSLATION = ["task=translation", "task.synthetic.train_size=300", "task.synthetic.val_size=12",
+               "task.synthetic.test_size=10", "task.synthetic.max_length=8", "task.max_tokens=300",
                "task.bucket_size=64"]  # fmt: skip
 RUNS = {
     "charlm": lambda tmp: tiny_run(tiny_corpus(tmp), tmp / "run", steps=40),
@@ -59,9 +59,9 @@ RUNS = {
         "task=captioning",
         "task.image_size=32",
         "task.resize_size=32",
-        "task.shapes_train_size=40",
-        "task.shapes_val_size=6",
-        "task.shapes_test_size=6",
+        "task.shapes.train_size=40",
+        "task.shapes.val_size=6",
+        "task.shapes.test_size=6",
         "task.batch_size=8",
         "model.encoder_channels=[4,8]",
         "model.grid_size=4",

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A char-RNN of a second or so: the smoke trainer (6 steps), a tiny model, a small slice of the corpus.
 TINY = [
-    "trainer=smoke",
+    "debug=smoke",
     "model.hidden_size=16",
     "model.embedding_size=8",
     "task.max_chars=20000",
@@ -45,7 +45,7 @@ def train(*args: str):
 
 # ------------------------------------------------------------------------------- the product and names
 def test_the_cartesian_product_is_hydras_and_jobs_are_named_by_what_varies():
-    command = ["model.cell=rnn,lstm,gru", "seed=1,2,3", "trainer.clip_norm=null,1.0", "trainer=smoke"]
+    command = ["model.cell=rnn,lstm,gru", "seed=1,2,3", "trainer.clip_norm=null,1.0", "debug=smoke"]
     hydra_overrides, task_overrides, jobs = sweep.expand([*command, "hydra/launcher=joblib"])
     assert hydra_overrides == ["hydra/launcher=joblib"] and task_overrides == command
     varying = sweep.varying_keys(jobs)
@@ -53,7 +53,7 @@ def test_the_cartesian_product_is_hydras_and_jobs_are_named_by_what_varies():
     names = [sweep.job_name(job, varying) for job in jobs]
     assert len(jobs) == 18 and len(set(names)) == 18
     assert names[0] == "cell=rnn,seed=1,clip_norm=null" and names[-1] == "cell=gru,seed=3,clip_norm=1.0"
-    assert ["model.cell=gru", "seed=2", "trainer.clip_norm=null", "trainer=smoke"] in jobs
+    assert ["model.cell=gru", "seed=2", "trainer.clip_norm=null", "debug=smoke"] in jobs
 
 
 def test_range_choice_and_glob_expand_and_a_shared_last_component_stays_unambiguous():

@@ -97,8 +97,8 @@ def test_a_translation_checkpoint_under_a_char_lm_config_is_refused(char_run, tr
 @pytest.mark.slow
 def test_reverse_reaches_95_percent_exact_match(tmp_path):
     """About 20 s on two CPU cores: a small attentional LSTM learns to reverse strings of 3-10 letters."""
-    data = ["task.synthetic_train_size=5000", "task.synthetic_val_size=500", "task.synthetic_min_length=3",
-            "task.synthetic_max_length=10", "task.max_tokens=2048", "task.bucket_size=4096"]  # fmt: skip
+    data = ["task.synthetic.train_size=5000", "task.synthetic.val_size=500", "task.synthetic.min_length=3",
+            "task.synthetic.max_length=10", "task.max_tokens=2048", "task.bucket_size=4096"]  # fmt: skip
     model = ["model=seq2seq_attn", "model.hidden_size=64", "model.embedding_size=32", "model.dropout=0.0"]
     schedule = ["trainer.max_steps=400", "trainer.eval_every=200", "trainer.optimizer.lr=0.003"]
     cfg = compose([*SMALL, *data, *model, *schedule, f"run_dir={tmp_path / 'run'}", *QUIET])
@@ -124,8 +124,8 @@ def test_train_eval_and_decode_each_model_from_the_command_line(name, tmp_path):
 
 
 RECIPES = {
-    "reverse_transformer": [*TINY["transformer"], "task.synthetic_train_size=300"],
-    "dates_attention": [*TINY["seq2seq_attn"], "task.synthetic_train_size=300"],
+    "reverse_transformer": [*TINY["transformer"], "task.synthetic.train_size=300"],
+    "dates_attention": [*TINY["seq2seq_attn"], "task.synthetic.train_size=300"],
     "multi30k_seq2seq_attn": [*TINY["seq2seq_attn"], "task.vocab_size=500"],
     "multi30k_transformer": [*TINY["transformer"], "task.vocab_size=500"],
 }
@@ -138,7 +138,7 @@ def test_each_translation_recipe_trains_scores_and_decodes(name, tmp_path, share
     data = [str(shared_data / "multi30k")] if name.startswith("multi30k") else []
     if data and not Path(data[0]).is_dir():
         pytest.skip(f"{data[0]} not found")
-    shrink = ["trainer=smoke", "device=cpu", "task.synthetic_val_size=50", "task.synthetic_test_size=50"]
+    shrink = ["trainer=smoke", "device=cpu", "task.synthetic.val_size=50", "task.synthetic.test_size=50"]
     shrink += ["task.eval_max_sentences=50"]
     command = ["bash", str(ROOT / "recipes" / f"{name}.sh"), *data, *shrink, *RECIPES[name]]
     env = {**os.environ, "SEQTOOL": f"{sys.executable} -m seqtool"}

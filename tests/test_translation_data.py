@@ -120,7 +120,7 @@ def test_tsv_pairs_and_bad_rows(tmp_path):
 
 
 def test_a_missing_split_file_names_what_to_check(tmp_path):
-    with pytest.raises(UserError, match="task.data_dir"):
+    with pytest.raises(UserError, match="task.files.data_dir"):
         split_file(tmp_path, "train", "de")
 
 
@@ -133,7 +133,7 @@ def test_the_multi30k_directory_loads(shared_data):
     directory = shared_data / "multi30k"
     if not directory.is_dir():
         pytest.skip(f"{directory} not found")
-    overrides = ["task=translation", "task.synthetic=none", f"task.data_dir={directory}"]
+    overrides = ["task=translation", "task.synthetic.kind=none", f"task.files.data_dir={directory}"]
     splits = instantiate(compose(overrides).task).sources.read(seed=0)  # the YAML's Multi30k naming
     assert {name: len(pairs) for name, pairs in splits.items()} == {"train": 29000, "val": 1014, "test": 1000}
     assert splits["val"][0][1].startswith("A group of men")

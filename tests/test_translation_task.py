@@ -22,10 +22,10 @@ from seqtool.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "task=translation",
-    "task.synthetic_train_size=600",
-    "task.synthetic_val_size=40",
-    "task.synthetic_test_size=30",
-    "task.synthetic_max_length=8",
+    "task.synthetic.train_size=600",
+    "task.synthetic.val_size=40",
+    "task.synthetic.test_size=30",
+    "task.synthetic.max_length=8",
     "task.max_tokens=300",
     "task.bucket_size=64",
 ]
@@ -165,7 +165,7 @@ def test_evaluate_reports_loss_bleu_chrf_exact_match_and_writes_hypotheses(tmp_p
 
 
 def test_the_reported_bleu_is_sacrebleus_on_the_written_files(tmp_path):
-    task = make_task(tmp_path, "task.synthetic=none", "task.tokenizer=word", *file_source(tmp_path))
+    task = make_task(tmp_path, "task.synthetic.kind=none", "task.tokenizer=word", *file_source(tmp_path))
     model = make_model(task)
     metrics = task.evaluate(model, task.add_split("files", src=tmp_path / "val.de", ref=tmp_path / "val.en"))
     command = [sys.executable, "-m", "sacrebleu", str(tmp_path / "val.en"), "-w", "6"]
@@ -186,17 +186,17 @@ def file_source(tmp_path) -> list[str]:
     for split in ("train", "val"):
         (tmp_path / f"{split}.de").write_text("\n".join(GERMAN) + "\n")
         (tmp_path / f"{split}.en").write_text("\n".join(ENGLISH) + "\n")
-    return [f"task.data_dir={tmp_path}", "task.test_prefix=null"]
+    return [f"task.files.data_dir={tmp_path}", "task.files.test_prefix=null"]
 
 
 def test_tsv_and_explicit_file_sources(tmp_path):
     (tmp_path / "t.tsv").write_text("".join(f"{g}\t{e}\n" for g, e in zip(GERMAN, ENGLISH)))
-    tsv = make_task(tmp_path / "a", "task.synthetic=none", f"task.train_tsv={tmp_path}/t.tsv",
-                    f"task.val_tsv={tmp_path}/t.tsv")  # fmt: skip
+    tsv = make_task(tmp_path / "a", "task.synthetic.kind=none", f"task.files.train_tsv={tmp_path}/t.tsv",
+                    f"task.files.val_tsv={tmp_path}/t.tsv")  # fmt: skip
     file_source(tmp_path)
-    files = make_task(tmp_path / "b", "task.synthetic=none", f"task.train_src={tmp_path}/train.de",
-                      f"task.train_tgt={tmp_path}/train.en", f"task.val_src={tmp_path}/val.de",
-                      f"task.val_tgt={tmp_path}/val.en")  # fmt: skip
+    files = make_task(tmp_path / "b", "task.synthetic.kind=none", f"task.files.train_src={tmp_path}/train.de",
+                      f"task.files.train_tgt={tmp_path}/train.en", f"task.files.val_src={tmp_path}/val.de",
+                      f"task.files.val_tgt={tmp_path}/val.en")  # fmt: skip
     assert tsv.pairs["train"] == files.pairs["val"] == list(zip(GERMAN, ENGLISH))
     assert "test" not in files.pairs
 
@@ -204,7 +204,7 @@ def test_tsv_and_explicit_file_sources(tmp_path):
 def test_a_run_with_its_vocabulary_decodes_and_scores_files_without_its_data(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    overrides = ["task.synthetic=none", "task.tokenizer=word", *file_source(data)]
+    overrides = ["task.synthetic.kind=none", "task.tokenizer=word", *file_source(data)]
     make_task(tmp_path / "run", *overrides)  # trains and saves the tokenizers
     shutil.rmtree(data)
     task = make_task(tmp_path / "run", *overrides)  # as `seqtool decode/eval` rebuild it
@@ -222,10 +222,13 @@ def test_a_run_with_its_vocabulary_decodes_and_scores_files_without_its_data(tmp
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["task.data_dir=/somewhere"], "exactly one data source, not task.synthetic and task.data_dir"),
-        (["task.synthetic=none"], "exactly one data source, not none"),
-        (["task.synthetic=none", "task.data_dir=/no/such/dir"], "not found"),
-        (["task.synthetic=none", "task.hf_name=bentrevett/multi30k"], "needs network access"),
+        (
+            ["task.files.data_dir=/somewhere"],
+            "exactly one data source, not task.synthetic.kind and task.files.data_dir",
+        ),
+        (["task.synthetic.kind=none"], "exactly one data source, not none"),
+        (["task.synthetic.kind=none", "task.files.data_dir=/no/such/dir"], "not found"),
+        (["task.synthetic.kind=none", "task.hub.name=bentrevett/multi30k"], "needs network access"),
     ],
 )
 def test_bad_data_sources_are_user_errors(tmp_path, overrides, message):

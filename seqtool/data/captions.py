@@ -53,6 +53,31 @@ class Entry:
 # ---------------------------------------------------------------------------------------------- words
 
 
+@dataclass(frozen=True)
+class CaptionFiles:
+    """task.files: captions and their images on disk (task.data flickr8k, karpathy or csv)."""
+
+    image_dir: str | None  # the folder of images the captions name
+    captions: str | None  # flickr8k: Flickr8k.token.txt[.gz]; karpathy: the JSON; csv: `image,caption`
+    splits_dir: str | None  # the Flickr_8k.{train,dev,test}Images.txt lists
+
+
+@dataclass(frozen=True)
+class CaptionHub:
+    """task.hub: a Hugging Face dataset (hub name, or a folder saved with save_to_disk)."""
+
+    name: str | None
+    image_column: str
+    captions_column: str  # one string or a list of strings per row
+    train_split: str
+    val_split: str
+    test_split: str | None
+
+    @property
+    def splits(self) -> dict[str, str | None]:
+        return {"train": self.train_split, "val": self.val_split, "test": self.test_split}
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercased words and numbers; punctuation dropped (as in Karpathy's preprocessing)."""
     return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower())
@@ -116,7 +141,7 @@ def _split_lists(splits_dir: Path) -> dict[str, str]:
     """image name -> split, from the Flickr_8k.{train,dev,test}Images.txt lists in splits_dir."""
     split_of: dict[str, str] = {}
     for split, file in FLICKR8K_LISTS.items():
-        for line in _open_text(splits_dir / file, "task.splits_dir").splitlines():
+        for line in _open_text(splits_dir / file, "task.files.splits_dir").splitlines():
             if line.strip():
                 split_of[line.strip()] = split
     return split_of
@@ -139,7 +164,7 @@ def _group(rows: list[tuple[str, str]], split_of, what: str) -> dict[str, list[E
 
 def read_flickr8k(token_file: Path, splits_dir: Path | None) -> dict[str, list[Entry]]:
     """Flickr8k.token.txt[.gz] (`NAME.jpg#k<TAB>caption`) with the split lists (default: its folder)."""
-    text = _open_text(token_file, "task.captions")
+    text = _open_text(token_file, "task.files.captions")
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -155,7 +180,7 @@ def read_flickr8k(token_file: Path, splits_dir: Path | None) -> dict[str, list[E
 def read_karpathy(json_file: Path) -> dict[str, list[Entry]]:
     """A Karpathy split file (dataset_flickr8k.json, dataset_coco.json ...); restval joins train."""
     try:
-        images = json.loads(_open_text(json_file, "task.captions"))["images"]
+        images = json.loads(_open_text(json_file, "task.files.captions"))["images"]
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{json_file} is not a Karpathy split JSON with an 'images' list ({error})") from None
     splits: dict[str, list[Entry]] = {split: [] for split in SPLITS}
@@ -176,7 +201,7 @@ def read_karpathy(json_file: Path) -> dict[str, list[Entry]]:
 def read_csv(csv_file: Path, splits_dir: Path | None) -> dict[str, list[Entry]]:
     """`image,caption` rows (flickr8k_1k's captions.txt); split by the Flickr8k lists in splits_dir when
     given, else every 10th image (by name) to val and the one after it to test."""
-    reader = csv.reader(io.StringIO(_open_text(csv_file, "task.captions")))
+    reader = csv.reader(io.StringIO(_open_text(csv_file, "task.files.captions")))
     header = next(reader, None)
     if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
         raise UserError(f"{csv_file} must start with the header `image,caption`, got {header}")
@@ -193,7 +218,7 @@ def read_hf(name: str, image_column: str, captions_column: str, splits: dict[str
     try:
         import datasets
     except ImportError:
-        raise UserError("task.hf_name needs the `datasets` package: pip install datasets") from None
+        raise UserError("task.hub.name needs the `datasets` package: pip install datasets") from None
     out: dict[str, list[Entry]] = {split: [] for split in SPLITS}
     try:
         if Path(name).is_dir():
@@ -215,7 +240,7 @@ def read_hf(name: str, image_column: str, captions_column: str, splits: dict[str
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - offline, unknown dataset, missing split: all the user's
-        raise UserError(f"task.hf_name={name}: cannot load it ({type(error).__name__}: {error})") from None
+        raise UserError(f"task.hub.name={name}: cannot load it ({type(error).__name__}: {error})") from None
     return out
 
 

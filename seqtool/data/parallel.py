@@ -103,7 +103,7 @@ def split_file(data_dir: Path, prefix: str, lang: str) -> Path:
     for candidate in (plain, plain.with_name(plain.name + ".gz")):
         if candidate.is_file():
             return candidate
-    raise UserError(f"{plain}(.gz) not found; check task.data_dir, the split prefixes and the languages")
+    raise UserError(f"{plain}(.gz) not found; check task.files.data_dir, the split prefixes, the languages")
 
 
 def hub_parallel(name: str, config: str | None, split: str, src_key: str, tgt_key: str) -> list[Pair]:
@@ -116,7 +116,7 @@ def hub_parallel(name: str, config: str | None, split: str, src_key: str, tgt_ke
     except Exception as error:  # noqa: BLE001 - offline, unknown name, bad split all arrive as different types
         raise UserError(
             f"cannot load {name!r} (split {split!r}) from the Hugging Face hub ({type(error).__name__}); "
-            "it needs network access, or give local files with task.hf_name=null task.data_dir=DIR"
+            "it needs network access, or give local files with task.hub.name=null task.files.data_dir=DIR"
         ) from None
     columns = dataset.column_names
     if src_key in columns and tgt_key in columns:

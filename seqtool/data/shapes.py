@@ -43,6 +43,25 @@ GRID = 3  # cells per side
 
 
 @dataclass(frozen=True)
+class ShapesSource:
+    """task.shapes: the generated scenes; scene i of a split is the same in every run (by seed)."""
+
+    train_size: int  # images per split
+    val_size: int
+    test_size: int
+    max_objects: int  # 1 to 3 shapes per image
+    captions_per_image: int  # references per image (the shapes in different orders)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_objects <= 3:
+            raise ValueError("task.shapes.max_objects must be 1, 2 or 3")
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.train_size, "val": self.val_size, "test": self.test_size}
+
+
+@dataclass(frozen=True)
 class Shape:
     kind: str  # circle | square | triangle
     colour: str  # a key of COLOURS

@@ -58,20 +58,9 @@ class CaptioningTask:
         self,
         *,
         data: Source,
-        image_dir: str | None,
-        captions: str | None,
-        splits_dir: str | None,
-        hf_name: str | None,
-        hf_image_column: str,
-        hf_captions_column: str,
-        hf_train_split: str,
-        hf_val_split: str,
-        hf_test_split: str | None,
-        shapes_train_size: int,
-        shapes_val_size: int,
-        shapes_test_size: int,
-        shapes_max_objects: int,
-        shapes_captions_per_image: int,
+        files: data.CaptionFiles,
+        hub: data.CaptionHub,
+        shapes: shapes.ShapesSource,
         image_size: int,
         resize_size: int,
         random_flip: bool,
@@ -86,28 +75,23 @@ class CaptioningTask:
         preview_images: int,
         seed: int,
     ) -> None:
-        if data in ("flickr8k", "karpathy", "csv") and not captions:
-            raise ValueError(f"task.data={data} needs task.captions (the captions file) and task.image_dir")
-        if data == "hf" and not hf_name:
-            raise ValueError("task.data=hf needs task.hf_name")
+        if data in ("flickr8k", "karpathy", "csv") and not files.captions:
+            raise ValueError(
+                f"task.data={data} needs task.files.captions (the captions file) and task.files.image_dir"
+            )
+        if data == "hf" and not hub.name:
+            raise ValueError("task.data=hf needs task.hub.name")
         if resize_size < image_size or image_size < 8:
             raise ValueError(f"need 8 ≤ task.image_size ≤ task.resize_size, got {image_size}, {resize_size}")
-        if not 1 <= shapes_max_objects <= 3:
-            raise ValueError("task.shapes_max_objects must be 1, 2 or 3")
         if min(batch_size, eval_batch_size, eval_beam, eval_max_len, max_caption_length, min_frequency) < 1:
             raise ValueError(
                 "task batch sizes, eval_beam, eval_max_len, max_caption_length, min_frequency ≥ 1"
             )
         self.source, self.seed = data, seed
-        self.image_dir = Path(image_dir) if image_dir else None
-        self.captions_file, self.splits_dir = (Path(p) if p else None for p in (captions, splits_dir))
-        self.hf = (hf_name, hf_image_column, hf_captions_column)
-        self.hf_splits = {"train": hf_train_split, "val": hf_val_split, "test": hf_test_split}
-        self.shapes_sizes = {"train": shapes_train_size, "val": shapes_val_size, "test": shapes_test_size}
-        self.shapes_max_objects, self.shapes_captions_per_image = (
-            shapes_max_objects,
-            shapes_captions_per_image,
-        )
+        self.image_dir = Path(files.image_dir) if files.image_dir else None
+        self.captions_file = Path(files.captions) if files.captions else None
+        self.splits_dir = Path(files.splits_dir) if files.splits_dir else None
+        self.hub, self.shapes = hub, shapes
         self.image_size, self.resize_size, self.random_flip = image_size, resize_size, random_flip
         self.min_frequency, self.max_caption_length, self.max_images = (
             min_frequency,
@@ -156,8 +140,8 @@ class CaptioningTask:
 
     def _shapes(self, name: str) -> ImageSet:
         generated = shapes.generate(
-            self.seed, name, self._cap(self.shapes_sizes[name]), image_size=self.resize_size,
-            max_objects=self.shapes_max_objects, captions_per_image=self.shapes_captions_per_image,
+            self.seed, name, self._cap(self.shapes.sizes[name]), image_size=self.resize_size,
+            max_objects=self.shapes.max_objects, captions_per_image=self.shapes.captions_per_image,
         )  # fmt: skip
         self.scenes[name] = generated.scenes
         names = [f"{name}/{i:05d}" for i in range(len(generated.captions))]
@@ -174,7 +158,7 @@ class CaptioningTask:
         if not loaded.names:
             raise UserError(
                 f"the {name} split has no readable image with a caption ({len(entries)} named, "
-                f"{len(loaded.missing)} not in task.image_dir={self.image_dir}, "
+                f"{len(loaded.missing)} not in task.files.image_dir={self.image_dir}, "
                 f"{len(loaded.skipped)} unreadable)"
             )
         self._report(name, len(entries), loaded)
@@ -182,9 +166,13 @@ class CaptioningTask:
 
     def _read_entries(self) -> dict[str, list[data.Entry]]:
         if self.source == "hf":
-            return data.read_hf(*self.hf, self.hf_splits)
+            return data.read_hf(
+                self.hub.name, self.hub.image_column, self.hub.captions_column, self.hub.splits
+            )
         if self.image_dir is None or not self.image_dir.is_dir():
-            raise UserError(f"task.image_dir={self.image_dir}: no such folder (the images of task.captions)")
+            raise UserError(
+                f"task.files.image_dir={self.image_dir}: no such folder (the images of task.files.captions)"
+            )
         if self.source == "flickr8k":
             return data.read_flickr8k(self.captions_file, self.splits_dir)
         if self.source == "karpathy":
@@ -195,7 +183,7 @@ class CaptioningTask:
         """Say what was skipped or converted (one line each); nothing when all was well."""
         if loaded.missing:
             warn(f"{name}: {len(loaded.missing)} of {named} images named by the captions are not in "
-                 f"task.image_dir, skipped (e.g. {loaded.missing[0]})")  # fmt: skip
+                 f"task.files.image_dir, skipped (e.g. {loaded.missing[0]})")  # fmt: skip
         if loaded.skipped:
             first, why = loaded.skipped[0]
             warn(f"{name}: {len(loaded.skipped)} unreadable images skipped (e.g. {first}: {why})")

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from seqtool import distributed
 from seqtool.data import batching, parallel
-from seqtool.data.sources import Sources
+from seqtool.data.sources import HubSource, LocalFiles, Sources, SyntheticSource
 from seqtool.data.tokenize import BOS, EOS, PAD, build_or_load, vocab_files
 from seqtool.decode.generate import Decoded, DecodeInput, Start, check_fits, decode_batched, limits
 from seqtool.decode.output import Text
@@ -53,33 +53,11 @@ class TranslationTask:
     def __init__(
         self,
         *,
-        synthetic: Literal["none", "copy", "reverse", "sort", "addition", "dates"],
-        synthetic_train_size: int,
-        synthetic_val_size: int,
-        synthetic_test_size: int,
-        synthetic_min_length: int,
-        synthetic_max_length: int,
-        synthetic_alphabet: int,
-        data_dir: str | None,
+        synthetic: SyntheticSource,
+        files: LocalFiles,
+        hub: HubSource,
         src_lang: str,
         tgt_lang: str,
-        train_prefix: str,
-        val_prefix: str,
-        test_prefix: str | None,
-        train_src: str | None,
-        train_tgt: str | None,
-        val_src: str | None,
-        val_tgt: str | None,
-        test_src: str | None,
-        test_tgt: str | None,
-        train_tsv: str | None,
-        val_tsv: str | None,
-        test_tsv: str | None,
-        hf_name: str | None,
-        hf_config: str | None,
-        hf_train_split: str,
-        hf_val_split: str,
-        hf_test_split: str | None,
         tokenizer: Literal["char", "word", "bpe"],
         vocab_size: int,
         min_frequency: int,
@@ -102,22 +80,7 @@ class TranslationTask:
             raise ValueError("task.max_tokens, bucket_size and eval_beam must be ≥ 1, task.vocab_size ≥ 5")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"task.label_smoothing={label_smoothing} must be in [0, 1)")
-        self.sources = Sources(
-            synthetic=synthetic,
-            synthetic_sizes=dict(
-                train=synthetic_train_size, val=synthetic_val_size, test=synthetic_test_size
-            ),
-            synthetic_lengths=(synthetic_min_length, synthetic_max_length),
-            synthetic_alphabet=synthetic_alphabet,
-            data_dir=data_dir,
-            langs=(src_lang, tgt_lang),
-            prefixes={"train": train_prefix, "val": val_prefix, "test": test_prefix},
-            files={"train": (train_src, train_tgt), "val": (val_src, val_tgt), "test": (test_src, test_tgt)},
-            tsv={"train": train_tsv, "val": val_tsv, "test": test_tsv},
-            hf_name=hf_name,
-            hf_config=hf_config,
-            hf_splits={"train": hf_train_split, "val": hf_val_split, "test": hf_test_split},
-        )
+        self.sources = Sources(synthetic, files, hub, langs=(src_lang, tgt_lang))
         self.tokenizer_options = dict(
             kind=tokenizer,
             joint=joint_vocab,
