@@ -228,6 +228,7 @@ def compare(
     plot: Path | None = typer.Option(None, "--plot", help="Draw --curve of every configuration here (PNG)."),
     curve: str = typer.Option("loss", "--curve", help="A metrics.jsonl key: loss, grad_norm, val_bleu, ..."),
     x: str | None = typer.Option(None, "--x", help="With --plot: the best --metric against this config key."),
+    metrics: str | None = typer.Option(None, "--metrics", help="Show only these metrics, e.g. bpc,loss."),
 ) -> None:
     """Compare runs: one row per configuration (the config keys that differ), seeds as mean ± std.
 
@@ -248,7 +249,8 @@ def compare(
     runs, warnings = comparing.load_runs(paths)
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
-    result = comparing.compare(runs, metric=metric, by=by.split(",") if by else None)
+    only = metrics.split(",") if metrics else None
+    result = comparing.compare(runs, metric=metric, by=by.split(",") if by else None, only=only)
     if x is not None and plot is None:
         raise UserError("--x draws a plot: give --plot FILE.png")
     if plot is not None and x is not None:

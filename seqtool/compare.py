@@ -300,11 +300,16 @@ def aggregate(row: Row, modes: dict[str, Mode]) -> Row:
     return row
 
 
-def compare(runs: list[Run], *, metric: str | None = None, by: list[str] | None = None) -> Comparison:
+def compare(
+    runs: list[Run], *, metric: str | None = None, by: list[str] | None = None, only: list[str] | None = None
+) -> Comparison:
     """Group the runs into configurations (the differing keys, or the --by keys), aggregate each and
-    sort by the best value of `metric` (default: the runs' trainer.eval_metric, as val_NAME)."""
+    sort by the best value of `metric` (default: the runs' trainer.eval_metric, as val_NAME); `only`
+    keeps just these metric columns (NAME or val_NAME)."""
     keys = resolve_keys(by, runs) if by else differing_keys(runs)
     names = evaluated_metrics(runs)
+    if only:
+        names = _only(only, names)
     metric = _sort_metric(metric, names, runs)
     ordered = [metric, *(name for name in names if name != metric)] if metric else []
     modes = {name: metric_mode(name, runs) for name in ordered}
@@ -312,6 +317,17 @@ def compare(runs: list[Run], *, metric: str | None = None, by: list[str] | None 
     if metric:
         rows.sort(key=lambda row: _sort_key(row, metric, modes[metric]))
     return Comparison(keys=keys, metric=metric, modes=modes, rows=rows)
+
+
+def _only(wanted: list[str], names: list[str]) -> list[str]:
+    """--metrics: the named metric columns, in the order given."""
+    kept = []
+    for name in wanted:
+        found = name if name in names else f"val_{name}"
+        if found not in names:
+            raise UserError(f"--metrics {name}: the runs evaluated {', '.join(names) or 'nothing yet'}")
+        kept.append(found)
+    return kept
 
 
 def _sort_metric(metric: str | None, names: list[str], runs: list[Run]) -> str | None:

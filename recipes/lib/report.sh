@@ -1,0 +1,108 @@
+# Shared by the experiment recipes (recipes/<name>.sh): run the sweeps, then write
+# docs/experiments/<name>.md: the claim, the commands, commit, hardware and wall time, a `seqtool compare`
+# table per sweep, the plots, and the verdict the recipe computes from the measured numbers.
+#
+#   source "$(dirname "$0")/lib/report.sh"
+#   report_begin NAME "the claim, in one sentence"
+#   report_sweep SWEEP overrides...                 # seqtool train -m ... run_dir=$REPORT_RUNS/SWEEP
+#   report_table "title" SWEEP [compare options]    # a compare table (Markdown) in the report
+#   report_plot  FILE.png "caption" SWEEP --curve KEY [compare options]
+#   report_text  "a paragraph"                      # e.g. the verdict, what differs from the paper
+#   report_end
+#
+# EXPERIMENTS_DIR (default docs/experiments) and RUNS_DIR (default runs/experiments) move the outputs;
+# SEQTOOL (default seqtool) is the command, PYTHON (default python3) the interpreter it runs on;
+# JOBS (default 2) sweep jobs run at once, one thread each.
+# Any argument of the recipe after its own is an override of every sweep, e.g. debug=smoke.
+
+seqtool=${SEQTOOL:-seqtool}
+REPORT_DIR=${EXPERIMENTS_DIR:-docs/experiments}
+JOBS=${JOBS:-2}
+
+report_begin() {
+  REPORT_NAME=$1
+  REPORT_CLAIM=$2
+  REPORT_RUNS=${RUNS_DIR:-runs/experiments}/$REPORT_NAME/$(date +%Y%m%d-%H%M%S)
+  REPORT_START=$(date +%s)
+  REPORT_BODY=$(mktemp)
+  REPORT_COMMANDS=()
+  mkdir -p "$REPORT_DIR/img" "$REPORT_RUNS"
+}
+
+report_sweep() {
+  local name=$1
+  shift
+  local command=(train -m "$@" "${REPORT_EXTRA[@]}" "run_dir=$REPORT_RUNS/$name" --jobs "$JOBS")
+  # several jobs share the terminal: no progress bars; TensorBoard files are not needed for the report
+  local quiet=(trainer.progress=false trainer.tensorboard=false)
+  REPORT_COMMANDS+=("seqtool ${command[*]}")
+  OMP_NUM_THREADS=$((JOBS > 1 ? 1 : ${OMP_NUM_THREADS:-2})) $seqtool "${command[@]:0:2}" "${quiet[@]}" "${command[@]:2}"
+}
+
+report_table() {
+  local title=$1 sweep=$2
+  shift 2
+  {
+    printf '\n### %s\n\n' "$title"
+    $seqtool compare "$REPORT_RUNS/$sweep" --format md "$@"
+  } >>"$REPORT_BODY"
+}
+
+report_plot() {
+  local file=$1 caption=$2 sweep=$3
+  shift 3
+  $seqtool compare "$REPORT_RUNS/$sweep" --plot "$REPORT_DIR/img/$file" "$@" >/dev/null
+  report_image "$file" "$caption"
+}
+
+report_image() {
+  printf '\n![%s](img/%s)\n\n*%s*\n' "$2" "$1" "$2" >>"$REPORT_BODY"
+}
+
+report_text() {
+  printf '\n%s\n' "$1" >>"$REPORT_BODY"
+}
+
+report_end() {
+  local seconds=$(($(date +%s) - REPORT_START))
+  local cpu
+  cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+  {
+    printf '# %s\n\n' "$REPORT_NAME"
+    printf '**Claim.** %s\n\n' "$REPORT_CLAIM"
+    printf '**Reproduce:** `recipes/%s.sh%s` (writes this page).\n\n' "$REPORT_NAME" "${REPORT_EXTRA:+ ${REPORT_EXTRA[*]}}"
+    printf '| | |\n|---|---|\n'
+    printf '| commit | %s |\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    printf '| hardware | %s CPU cores%s, %s; torch %s |\n' "$(nproc)" "${cpu:+ ($cpu)}" \
+      "$(python3 -c 'import platform; print(platform.system())' 2>/dev/null)" \
+      "$(${PYTHON:-python3} -c 'import torch; print(torch.__version__)' 2>/dev/null || echo unknown)"
+    printf '| wall time | %d min %02d s (every sweep, %s job(s) at a time) |\n' $((seconds / 60)) $((seconds % 60)) "$JOBS"
+    printf '| date | %s |\n' "$(date -u +%Y-%m-%d)"
+    printf '\nThe sweeps (runs under `%s`):\n\n```sh\n' "$REPORT_RUNS"
+    printf '%s\n' "${REPORT_COMMANDS[@]}"
+    printf '```\n'
+    cat "$REPORT_BODY"
+  } >"$REPORT_DIR/$REPORT_NAME.md"
+  rm -f "$REPORT_BODY"
+  echo "wrote $REPORT_DIR/$REPORT_NAME.md (runs in $REPORT_RUNS)"
+}
+
+# The verdict helper: `report_value SWEEP METRIC KEY=VALUE...` prints the mean best METRIC of the
+# configuration whose keys match (last-component names, as compare's --by takes them).
+report_value() {
+  local sweep=$1 metric=$2
+  shift 2
+  python3 - "$REPORT_RUNS/$sweep" "$metric" "$@" <<'PY'
+import json, subprocess, sys, os, shlex
+sweep, metric, wanted = sys.argv[1], sys.argv[2], dict(item.split("=", 1) for item in sys.argv[3:])
+command = shlex.split(os.environ.get("SEQTOOL", "seqtool")) + ["compare", sweep, "--format", "json"]
+rows = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["rows"]
+def matches(config):
+    return all(any((k == key or k.endswith("." + key)) and value in (str(v), json.dumps(v))
+                   for k, v in config.items()) for key, value in wanted.items())
+found = [row for row in rows if matches(row["config"])]
+best = found[0]["metrics"][metric]["best"]["mean"] if found and metric in found[0]["metrics"] else None
+print("nan" if best is None else f"{best:.4g}")
+PY
+}
+# SEEDS (default 1,2,3) is the seed list of every sweep: SEEDS=1 for a quick look.
