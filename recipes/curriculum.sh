@@ -37,39 +37,56 @@ report_plot curriculum_sampling.png "reverse: validation exact match with schedu
   --curve val_exact_match --by teacher_forcing.kind
 
 verdict=$(${PYTHON:-python3} - "$REPORT_RUNS" <<'PY'
-import json, math, pathlib, sys
+import json, os, pathlib, shlex, subprocess, sys
 runs = pathlib.Path(sys.argv[1])
-def first_step(sweep, key, metric, reached):
-    """Per configuration: mean over seeds of the first evaluated step where `metric` reaches the goal."""
+seqtool = shlex.split(os.environ.get("SEQTOOL", "seqtool"))
+EVERY = 50  # the evaluation interval of conf/experiment/curriculum.yaml: steps finer than it are not resolved
+
+def best(sweep, metric, key):
+    """configuration -> (mean, std) of the best metric over the seeds."""
+    out = subprocess.run(seqtool + ["compare", str(runs / sweep), "--format", "json", "--metric", metric,
+                                    "--by", key], capture_output=True, text=True, check=True).stdout
+    return {str(next(iter(row["config"].values()))): (row["metrics"][metric]["best"]["mean"],
+                                                      row["metrics"][metric]["best"]["std"] or 0.0)
+            for row in json.loads(out)["rows"]}
+
+def first_step(sweep, key, goal):
+    """configuration -> mean over the seeds of the first evaluated step with exact match >= goal."""
     found = {}
     for metrics in sorted((runs / sweep).glob("*/metrics.jsonl")):
         name = metrics.parent.name.split(key + "=")[1].split(",")[0]
-        points = [(r["step"], r[metric]) for r in map(json.loads, metrics.read_text().splitlines()) if metric in r]
-        step = next((s for s, v in points if reached(v)), None)
-        best = (max if metric.endswith("exact_match") else min)(v for _, v in points) if points else math.nan
-        found.setdefault(name, []).append((step, best))
-    return found
-def say(found, unit):
-    parts = []
-    for name, seeds in found.items():
-        steps = [s for s, _ in seeds if s is not None]
-        mean_best = sum(b for _, b in seeds) / len(seeds)
-        when = f"reached in {sum(steps) / len(steps):.0f} steps ({len(steps)}/{len(seeds)} seeds)" if steps else "never reached"
-        parts.append(f"{name}: {when}, best {mean_best:.3g}{unit}")
-    return "; ".join(parts)
-translation = first_step("translation", "kind", "val_exact_match", lambda v: v >= 50)
-charlm = first_step("charlm", "kind", "val_bpc", lambda v: v <= 2.6)
-sampling = first_step("sampling", "kind", "val_exact_match", lambda v: v >= 50)
-def mean_step(found, name):
-    steps = [s if s is not None else 10**9 for s, _ in found.get(name, [])]
-    return sum(steps) / len(steps) if steps else math.inf
-faster = [n for n in ("linear", "sqrt") if mean_step(translation, n) < mean_step(translation, "none")]
-print(f"Reverse, first evaluation at ≥ 50 % exact match: {say(translation, ' %')}. "
-      f"Char LM, first evaluation at ≤ 2.6 bpc: {say(charlm, ' bpc')}. "
-      f"Scheduled sampling, ≥ 50 % exact match: {say(sampling, ' %')}. "
-      + (f"The curriculum claim held on reverse for {' and '.join(faster)}." if faster
-         else "The curriculum claim did not hold on reverse on this budget: no schedule reached 50 % sooner than random order."))
+        points = [(r["step"], r["val_exact_match"]) for r in map(json.loads, metrics.read_text().splitlines())
+                  if "val_exact_match" in r]
+        found.setdefault(name, []).append(next((s for s, v in points if v >= goal), float("inf")))
+    return {name: sum(steps) / len(steps) for name, steps in found.items()}
+
+def versus(table, name, higher):
+    (m, s), (m0, s0) = table[name], table["none"]
+    if abs(m - m0) <= s + s0:
+        return f"{name} {m:.3g} vs none {m0:.3g}: within the seeds' spread"
+    better = (m > m0) == higher
+    return f"{name} {m:.3g} vs none {m0:.3g}: {'better' if better else 'worse'}"
+
+steps = first_step("translation", "kind", 50)
+reverse = best("translation", "val_exact_match", "trainer.curriculum.kind")
+charlm = best("charlm", "val_bpc", "trainer.curriculum.kind")
+sampling = best("sampling", "val_exact_match", "trainer.teacher_forcing.kind")
+sooner = [n for n in ("linear", "sqrt") if steps["none"] - steps[n] > EVERY]
+print("Reverse, mean first step at >= 50 % exact match: "
+      + ", ".join(f"{n} {steps[n]:.0f}" for n in ("none", "linear", "sqrt")) + f" (evaluated every {EVERY}); "
+      + "best exact match " + "; ".join(versus(reverse, n, True) for n in ("linear", "sqrt")) + ". "
+      + "Char LM best bpc " + "; ".join(versus(charlm, n, False) for n in ("linear", "sqrt")) + ". "
+      + "Scheduled sampling best exact match " + "; ".join(versus(sampling, n, True) for n in ("linear", "inverse_sigmoid")) + ". "
+      + (f"The curriculum claim held on reverse for {' and '.join(sooner)}." if sooner else
+         "The curriculum claim did not hold on this budget: no schedule reached 50 % exact match more than one "
+         "evaluation sooner than random order, nor ended better."))
 PY
 )
 report_text "**Verdict (measured).** $verdict"
+report_text "**What differs from the papers.** Platanios et al. (2019) report faster convergence for Transformers \
+and RNNs on WMT and IWSLT, where sentence length spans a wide range and training runs for tens of \
+thousands of steps; here reverse of 4-24 letters is learned by every schedule within a few hundred steps, \
+so there is little for a curriculum to speed up, and the char LM's segment-length curriculum only shortens \
+the early segments. Bengio et al. (2015) measure scheduled sampling on captioning, parsing and speech \
+with long outputs, where exposure bias matters more than on a 600-step reverse task."
 report_end

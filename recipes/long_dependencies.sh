@@ -83,4 +83,11 @@ print(f"Solved (adding: validation MSE < 0.05) {say(adding)}. Solved (copy: reca
 PY
 )
 report_text "**Verdict (measured).** $verdict"
+report_text "**What differs from the papers.** Hochreiter & Schmidhuber (1997) and Arjovsky et al. (2016) \
+train for hundreds of thousands of sequences; this CPU default sees 600 batches of 32 (19,200 sequences) \
+with 64 hidden units, chosen before any run. That is enough for the adding problem to separate the cells \
+(the gated ones solve longer lags than the vanilla RNN, whose gradient falls by twenty decades over 90 \
+steps), but not for copy-memory, which no cell learns beyond chance here at any lag: in the paper an LSTM \
+needs thousands of updates before it leaves the baseline. For the GPU size add e.g. \
+model.hidden_size=128 trainer.max_steps=20000 device=cuda."
 report_end

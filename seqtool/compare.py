@@ -207,11 +207,12 @@ def _value_key(run: Run, key: str) -> str:
 
 
 def resolve_keys(names: list[str], runs: list[Run]) -> list[str]:
-    """--by names -> config keys: a full dotted key, or its last component when that is unambiguous."""
+    """--by names -> config keys: a full dotted key, or its last components (`kind`, `curriculum.kind`)
+    when they name one key."""
     keys = list(dict.fromkeys(key for run in runs for key in run.config))
     resolved = []
     for name in (name.strip() for name in names if name.strip()):
-        matches = [name] if name in keys else [key for key in keys if key.rsplit(".", 1)[-1] == name]
+        matches = [name] if name in keys else [key for key in keys if key.endswith("." + name)]
         if not matches:
             raise UserError(
                 f"--by {name}: no such config key (keys that differ: {_listing(differing_keys(runs))})"
@@ -535,6 +536,71 @@ def chance_line(comparison: Comparison, key: str, runs: list[Run]) -> list[tuple
     by_x = compare(runs, metric=name, by=[key])
     points = [(row.config[key], row.metrics[name].final.mean) for row in by_x.rows]
     return sorted((p for p in points if p[1] is not None), key=lambda p: (str(type(p[0])), p[0]))
+
+
+# --------------------------------------------------------------------------------- by source length
+def by_length(
+    comparison: Comparison, metric: str, split: str = "val"
+) -> tuple[dict[str, list[Point]], str, list[str]]:
+    """`metric` (bleu, chrf, exact_match) per source-length bucket from each run's
+    eval/by_length_<split>.json (written by `seqtool eval RUN --by-length`), one line per configuration:
+    ({label: [(bucket, Stat over its seeds)] in bucket order}, the source tokens, one warning per run
+    without the file, which is skipped)."""
+    from seqtool import by_length as bucketing
+
+    if metric not in bucketing.METRICS:
+        raise UserError(f"--by-length {metric}: use one of {', '.join(bucketing.METRICS)}")
+    if split not in ("val", "test", "files"):
+        raise UserError(f"--split {split}: use val, test or files (seqtool eval --src/--ref)")
+    found, warnings, tokens = {}, [], set()  # found: {label: [{bucket name: value} per run]}
+    buckets: dict[str, tuple[int, float]] = {}  # name -> (low, high; inf when open): the x order
+    for row in comparison.rows:
+        for run in row.runs:
+            if (record := _read_buckets(run, split, warnings)) is None:
+                continue
+            tokens.add(str(record.get("tokens", "tokens")))
+            for bucket in record["buckets"]:
+                high = math.inf if bucket.get("high") is None else bucket["high"]
+                buckets[bucket["bucket"]] = (bucket["low"], high)
+            values = {bucket["bucket"]: float(bucket[metric]) for bucket in record["buckets"]}
+            found.setdefault(label(row, comparison.keys), []).append(values)
+    if not found:
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        raise UserError(f"--by-length: nothing to draw: {warnings[0]}{more}")
+    order = sorted(buckets, key=buckets.get)
+    _check_disjoint([(name, *buckets[name]) for name in order])
+    lines = {
+        name: [(bucket, Stat(tuple(v[bucket] for v in per_run if bucket in v))) for bucket in order]
+        for name, per_run in found.items()
+    }
+    return lines, " or ".join(f"{kind} tokens" for kind in sorted(tokens)), warnings
+
+
+def _read_buckets(run: Run, split: str, warnings: list[str]) -> dict[str, Any] | None:
+    """A run's eval/by_length_<split>.json; None (and a warning that says how to write it) without one."""
+    from seqtool import by_length as bucketing
+
+    file = bucketing.path(run.path, split)
+    if not file.is_file():
+        flags = {"val": "", "test": " --split test", "files": " --src SRC --ref REF"}[split]
+        command = f"seqtool eval {run.path}{flags} --by-length"
+        warnings.append(f"skipped {run.path}: no eval/{file.name}; run `{command}`")
+        return None
+    try:
+        return bucketing.read(file)
+    except UserError as error:
+        warnings.append(f"skipped {run.path}: {error}")
+        return None
+
+
+def _check_disjoint(buckets: list[tuple[str, int, float]]) -> None:
+    """Runs bucketed with different edges would draw overlapping ranges as if they were one axis."""
+    for (first, _, high), (second, low, _) in zip(buckets, buckets[1:]):
+        if low <= high:
+            raise UserError(
+                f"--by-length: the runs were bucketed differently ({first} and {second} overlap); "
+                "score them with the same seqtool eval --buckets"
+            )
 
 
 # -------------------------------------------------------------------------------------------- curves

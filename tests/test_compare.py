@@ -151,6 +151,10 @@ def test_by_names_full_or_last_component_keys(sweep):
     runs, _ = compare.load_runs([sweep])
     with pytest.raises(UserError, match="ambiguous: model.dropout, task.dropout"):
         compare.compare(runs, by=["dropout"])
+    assert compare.compare(runs, by=["task.dropout"]).keys == ["task.dropout"]  # the last components
+    assert compare.compare(runs, by=["trainer.clip_norm"]).keys == ["trainer.clip_norm"]
+    with pytest.raises(UserError, match="no such config key"):
+        compare.compare(runs, by=["ell"])  # a suffix of a name is no key
     with pytest.raises(UserError, match="no such config key .*differ: model.cell"):
         compare.compare(runs, by=["nope"])
 

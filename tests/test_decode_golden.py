@@ -19,6 +19,8 @@ from seqtool import commands
 from seqtool.cli import app
 from seqtool.config import compose
 from tests.helpers import quick_trainer, tiny_corpus, tiny_run
+from tests.test_captioning_task import tiny_run as captioning_run
+from tests.test_video_task import tiny_run as video_run
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
@@ -54,40 +56,8 @@ RUNS = {
         "trainer.optimizer.lr=0.01",
         *quick_trainer(80),
     ],  # fmt: skip
-    "captioner": lambda tmp: [
-        "model=captioner",
-        "task=captioning",
-        "task.image_size=32",
-        "task.resize_size=32",
-        "task.shapes.train_size=40",
-        "task.shapes.val_size=6",
-        "task.shapes.test_size=6",
-        "task.batch_size=8",
-        "model.encoder_channels=[4,8]",
-        "model.grid_size=4",
-        "model.embedding_size=8",
-        "model.hidden_size=16",
-        "model.attention_size=8",
-        f"run_dir={tmp / 'run'}",
-        "trainer.optimizer.lr=0.01",
-        *quick_trainer(40),
-    ],  # fmt: skip
-    "video": lambda tmp: [
-        "model=convlstm",
-        "task=video",
-        "task.image_size=16",
-        "task.digit_size=6",
-        "task.input_frames=3",
-        "task.target_frames=2",
-        "task.batch_size=2",
-        "task.eval_batch_size=4",
-        "task.eval_sequences=4",
-        "task.test_sequences=4",
-        "model.hidden_channels=4",
-        "model.patch_size=2",
-        f"run_dir={tmp / 'run'}",
-        *quick_trainer(4),
-    ],  # fmt: skip
+    "captioner": lambda tmp: captioning_run(tmp / "run", "trainer.optimizer.lr=0.01", steps=40),
+    "video": lambda tmp: video_run(tmp / "run", steps=4),
 }
 
 SOURCES = "abc\ncbad\nddca\nb\n"

@@ -11,7 +11,8 @@
 #   report_end
 #
 # EXPERIMENTS_DIR (default docs/experiments) and RUNS_DIR (default runs/experiments) move the outputs;
-# SEQTOOL (default seqtool) is the command, PYTHON (default python3) the interpreter it runs on;
+# REUSE=RUNS rewrites the report from the runs of an earlier call (e.g. after editing its text) without
+# training again. SEQTOOL (default seqtool) is the command, PYTHON (default python3) the interpreter it runs on;
 # JOBS (default 2) sweep jobs run at once, one thread each.
 # Any argument of the recipe after its own is an override of every sweep, e.g. debug=smoke.
 
@@ -22,7 +23,7 @@ JOBS=${JOBS:-2}
 report_begin() {
   REPORT_NAME=$1
   REPORT_CLAIM=$2
-  REPORT_RUNS=${RUNS_DIR:-runs/experiments}/$REPORT_NAME/$(date +%Y%m%d-%H%M%S)
+  REPORT_RUNS=${REUSE:-${RUNS_DIR:-runs/experiments}/$REPORT_NAME/$(date +%Y%m%d-%H%M%S)}
   REPORT_START=$(date +%s)
   REPORT_BODY=$(mktemp)
   REPORT_COMMANDS=()
@@ -36,6 +37,7 @@ report_sweep() {
   # several jobs share the terminal: no progress bars; TensorBoard files are not needed for the report
   local quiet=(trainer.progress=false trainer.tensorboard=false)
   REPORT_COMMANDS+=("seqtool ${command[*]}")
+  [ -z "${REUSE:-}" ] || return 0  # the report of runs made before: nothing to train
   OMP_NUM_THREADS=$((JOBS > 1 ? 1 : ${OMP_NUM_THREADS:-2})) $seqtool "${command[@]:0:2}" "${quiet[@]}" "${command[@]:2}"
 }
 
@@ -65,6 +67,11 @@ report_text() {
 
 report_end() {
   local seconds=$(($(date +%s) - REPORT_START))
+  if [ -n "${REUSE:-}" ] && [ -f "$REPORT_RUNS/wall_seconds" ]; then
+    seconds=$(cat "$REPORT_RUNS/wall_seconds")  # the time the runs took, not the report's
+  else
+    echo "$seconds" >"$REPORT_RUNS/wall_seconds"
+  fi
   local cpu
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
   {
@@ -78,7 +85,7 @@ report_end() {
       "$(${PYTHON:-python3} -c 'import torch; print(torch.__version__)' 2>/dev/null || echo unknown)"
     printf '| wall time | %d min %02d s (every sweep, %s job(s) at a time) |\n' $((seconds / 60)) $((seconds % 60)) "$JOBS"
     printf '| date | %s |\n' "$(date -u +%Y-%m-%d)"
-    printf '\nThe sweeps (runs under `%s`):\n\n```sh\n' "$REPORT_RUNS"
+    printf '\nThe sweeps (runs under `%s`; CPU defaults, jobs of one thread each):\n\n```sh\n' "$REPORT_RUNS"
     printf '%s\n' "${REPORT_COMMANDS[@]}"
     printf '```\n'
     cat "$REPORT_BODY"
@@ -87,22 +94,4 @@ report_end() {
   echo "wrote $REPORT_DIR/$REPORT_NAME.md (runs in $REPORT_RUNS)"
 }
 
-# The verdict helper: `report_value SWEEP METRIC KEY=VALUE...` prints the mean best METRIC of the
-# configuration whose keys match (last-component names, as compare's --by takes them).
-report_value() {
-  local sweep=$1 metric=$2
-  shift 2
-  python3 - "$REPORT_RUNS/$sweep" "$metric" "$@" <<'PY'
-import json, subprocess, sys, os, shlex
-sweep, metric, wanted = sys.argv[1], sys.argv[2], dict(item.split("=", 1) for item in sys.argv[3:])
-command = shlex.split(os.environ.get("SEQTOOL", "seqtool")) + ["compare", sweep, "--format", "json"]
-rows = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["rows"]
-def matches(config):
-    return all(any((k == key or k.endswith("." + key)) and value in (str(v), json.dumps(v))
-                   for k, v in config.items()) for key, value in wanted.items())
-found = [row for row in rows if matches(row["config"])]
-best = found[0]["metrics"][metric]["best"]["mean"] if found and metric in found[0]["metrics"] else None
-print("nan" if best is None else f"{best:.4g}")
-PY
-}
 # SEEDS (default 1,2,3) is the seed list of every sweep: SEEDS=1 for a quick look.
