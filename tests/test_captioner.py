@@ -1,16 +1,21 @@
 """The captioner (Show, Attend and Tell): attention, the doubly stochastic penalty against its formula, the
-incremental-decoder contract through the shared search, the no-attention variant and the backbones."""
+incremental-decoder contract through the shared search, the no-attention variant, the backbones and the
+LSTM's cell options (layer norm, weight norm, variational dropout, forget bias)."""
 
 import sys
 import types
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
+from seqtool.config import compose
 from seqtool.decode.search import beam_search, greedy
 from seqtool.errors import UserError
 from seqtool.models.captioner import Captioner, doubly_stochastic_penalty
+from seqtool.models.cells import LSTMCell
 
 BOS, EOS, PAD, V = 1, 2, 0, 9
 
@@ -161,3 +166,136 @@ def test_a_local_backbone_loads_its_weights_and_can_be_frozen(monkeypatch, tmp_p
     model.train()
     assert not model.encoder.network.training and not any(p.requires_grad for p in model.encoder.parameters())
     assert model.lstm.training
+
+
+# ------------------------------------------------------------------------------------ cell options
+CELL_OPTIONS = [
+    {"layer_norm": True},
+    {"weight_norm": True},
+    {"variational_dropout": True},
+    {"forget_bias": 1.0},
+    {"layer_norm": True, "weight_norm": True, "variational_dropout": True, "forget_bias": 1.0},
+]
+CAPTIONS = torch.tensor([[BOS, 4, 5, 6], [BOS, 7, PAD, PAD], [BOS, 3, 3, PAD]])
+
+
+@pytest.mark.parametrize("options", CELL_OPTIONS, ids=str)
+def test_every_cell_option_keeps_the_contract(options):
+    model = make(**options)
+    assert isinstance(model.lstm, LSTMCell if options.get("layer_norm") or options.get("weight_norm")
+                      else nn.LSTMCell)  # fmt: skip
+    out = model(images(), CAPTIONS)
+    assert out.logits.shape == (3, 4, V) and out.alpha.shape == (3, 4, 9)
+    state = model.init_state(model.encode(images()), 3)
+    assert "dropout_mask" not in state  # evaluation draws none
+    for t in range(4):  # the step is the teacher-forced forward
+        log_probs, state = model.step(CAPTIONS[:, t], state)
+        torch.testing.assert_close(log_probs, out.logits[:, t].log_softmax(-1), atol=1e-5, rtol=0)
+    for row in range(3):  # each caption alone, without padding, gets the logits it got in the batch
+        length = int((CAPTIONS[row] != PAD).sum())
+        alone = model(images()[row : row + 1], CAPTIONS[row : row + 1, :length])
+        torch.testing.assert_close(alone.logits[0], out.logits[row, :length], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.alpha[0], out.alpha[row, :length], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("options", CELL_OPTIONS, ids=str)
+def test_every_cell_option_trains(options):
+    model = make(dropout=0.1, **options).train()
+    targets = torch.cat([CAPTIONS[:, 1:], torch.full((3, 1), EOS)], dim=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(30):
+        out = model(images(), CAPTIONS)
+        loss = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten()) + out.penalty.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def layer_norm_by_hand(v: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    mean, var = v.mean(-1, keepdim=True), v.var(-1, unbiased=False, keepdim=True)
+    return (v - mean) / torch.sqrt(var + 1e-5) * norm.weight + norm.bias
+
+
+def test_layer_norm_normalises_the_lstm_as_written_out():
+    model, plain = make(layer_norm=True), make()
+    assert torch.equal(model.lstm.weight_ih, plain.lstm.weight_ih)  # the same seed, the same weights
+    with torch.no_grad():  # gains and biases away from 1 and 0, so that the check sees them
+        for norm in (model.lstm.norm_ih, model.lstm.norm_hh, model.lstm.norm_c):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    state = model.init_state(model.encode(images()), 3)
+    _, after = model.step(CAPTIONS[:, 0], state)
+    z, _ = model.attend(state)
+    x = torch.cat([model.embedding(CAPTIONS[:, 0]), z], dim=-1)  # [B, E + D]
+    cell = model.lstm
+    gates = (layer_norm_by_hand(x @ cell.weight_ih.T, cell.norm_ih) + cell.bias_ih
+             + layer_norm_by_hand(state["h"] @ cell.weight_hh.T, cell.norm_hh) + cell.bias_hh)  # fmt: skip
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * state["c"] + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(layer_norm_by_hand(c, cell.norm_c))
+    torch.testing.assert_close(after["c"], c)
+    torch.testing.assert_close(after["h"], h)
+    _, unnormed = plain.step(CAPTIONS[:, 0], plain.init_state(plain.encode(images()), 3))
+    assert not torch.allclose(unnormed["h"], h)
+
+
+def test_weight_norm_starts_as_torchs_lstm_and_scales_with_g():
+    normed, plain = make(weight_norm=True), make()  # the same seed: nn.LSTMCell with the same weights
+    assert all(parametrize.is_parametrized(normed.lstm, name) for name in ("weight_ih", "weight_hh"))
+    before = normed(images(), CAPTIONS).logits
+    torch.testing.assert_close(before, plain(images(), CAPTIONS).logits, atol=1e-5, rtol=0)
+    with torch.no_grad():  # W = g v / ||v||: doubling g doubles W
+        normed.lstm.parametrizations.weight_hh.original0.mul_(2)
+        plain.lstm.weight_hh.mul_(2)
+    after = normed(images(), CAPTIONS).logits
+    torch.testing.assert_close(after, plain(images(), CAPTIONS).logits, atol=1e-5, rtol=0)
+    assert not torch.allclose(after, before)
+
+
+def output_dropout_zeros(model: Captioner) -> list[torch.Tensor]:
+    """Where the deep output was zeroed before L_o at each step of a training forward: [B, E] each."""
+    seen = []
+    hook = model.L_o.register_forward_pre_hook(lambda _, args: seen.append(args[0] == 0))
+    model.train()(images(), CAPTIONS)
+    hook.remove()
+    return seen
+
+
+def test_variational_dropout_keeps_one_mask_per_caption():
+    zeros = output_dropout_zeros(make(variational_dropout=True, dropout=0.5))
+    assert all(torch.equal(step, zeros[0]) for step in zeros)
+    assert zeros[0].any() and not zeros[0].all() and not torch.equal(zeros[0][0], zeros[0][1])
+    model = make(variational_dropout=True, dropout=0.5).train()
+    state = model.init_state(model.encode(images()), 3)
+    assert state["dropout_mask"].shape == (3, 8)  # [B, E]
+    picked = model.reorder(state, torch.tensor([2, 0]))["dropout_mask"]
+    assert torch.equal(picked, state["dropout_mask"][[2, 0]])
+    zeros = output_dropout_zeros(make(dropout=0.5))  # ordinary dropout: a new mask at every step
+    assert not all(torch.equal(step, zeros[0]) for step in zeros)
+
+
+@pytest.mark.parametrize("options", [{}, {"layer_norm": True}], ids=["torch", "cells"])
+def test_forget_bias_sets_the_forget_gate(options):
+    def forget_gate(model: Captioner) -> torch.Tensor:
+        summed = model.lstm.bias_ih + model.lstm.bias_hh
+        return summed[12:24]  # gates i, f, g, o of H = 12
+
+    gate = forget_gate(make(forget_bias=1.5, **options))
+    assert torch.equal(gate, torch.full_like(gate, 1.5))
+    assert not torch.equal(forget_gate(make(**options)), gate)  # null: torch's uniform init
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.layer_norm=maybe", "model.layer_norm='maybe' should be bool"),
+        ("model.forget_bias=high", "model.forget_bias='high' should be float or null"),
+        ("model.variational_dropout=1", "model.variational_dropout=1 should be bool"),
+    ],
+)
+def test_a_bad_cell_option_is_one_clear_error(override, message):
+    with pytest.raises(UserError, match=message):
+        compose(["model=captioner", "task=captioning", override])

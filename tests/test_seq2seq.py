@@ -1,11 +1,17 @@
-"""Seq2SeqAttention: forward = step, padding and batch invariance, causality, search, scheduled sampling."""
+"""Seq2SeqAttention: forward = step, padding and batch invariance, causality, search, scheduled sampling;
+the cells (rnn, lstm, gru) and their options (layer norm, weight norm, variational dropout, forget bias)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
 
+from seqtool.config import compose, instantiate, load_run_config, save_config
 from seqtool.decode.search import beam_search, greedy
+from seqtool.errors import UserError
 from seqtool.models.base import IncrementalDecoder
+from seqtool.models.cells import FUSED, GRUCell, LockedDropout, LSTMCell, RNNCell
 from seqtool.models.seq2seq import Seq2SeqAttention, reverse_padded
 from tests.encoder_decoder import (
     BOS,
@@ -19,6 +25,7 @@ from tests.encoder_decoder import (
     search_from_bos,
     stepped,
 )
+from tests.helpers import assert_user_error, seqtool
 
 H = 8
 ATTENTIONS = ["none", "dot", "general", "concat", "additive", "local_p"]
@@ -167,20 +174,25 @@ def test_scheduled_sampling_draws_from_the_global_rng():
     assert torch.equal(torch.get_rng_state(), state)  # full teacher forcing draws nothing
 
 
-@pytest.mark.parametrize("attention", ATTENTIONS)
-def test_every_attention_trains(attention):
-    model = make_model(attention=attention, dropout=0.0)
+def training_losses(model: Seq2SeqAttention, steps: int = 20) -> list[float]:
+    """Adam on the test batch for `steps` steps: the loss before each."""
     src, tgt_in = batch()
     tgt_out = torch.cat([tgt_in[:, 1:], torch.full((3, 1), PAD)], dim=1)
     tgt_out[tgt_out == PAD] = EOS  # a target for every position is enough here
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     losses = []
-    for _ in range(20):
+    for _ in range(steps):
         loss = F.cross_entropy(model(src, tgt_in).flatten(0, 1), tgt_out.flatten())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_every_attention_trains(attention):
+    losses = training_losses(make_model(attention=attention, dropout=0.0))
     assert losses[-1] < 0.7 * losses[0]
 
 
@@ -190,14 +202,15 @@ def test_options_are_checked():
         make_model(tie_embeddings=True, hidden_size=10)
     with pytest.raises(ValueError, match="even model.hidden_size"):
         make_model(hidden_size=9, embedding_size=9)
-    with pytest.raises(ValueError, match="model.cell must be one of lstm, gru"):
-        make_model(cell="rnn")
+    with pytest.raises(ValueError, match="model.cell must be one of rnn, lstm, gru, got 'foo'"):
+        make_model(cell="foo")
     tied = make_model(tie_embeddings=True)
     assert tied.output.weight is tied.embedding.weight
 
 
-def test_decodes_and_trains_under_bf16_autocast():  # the trainer's precision on CUDA; CPU autocast here
-    model = make_model().eval()
+@pytest.mark.parametrize("options", [{}, {"layer_norm": True, "variational_dropout": True}], ids=str)
+def test_decodes_and_trains_under_bf16_autocast(options):  # the trainer's precision on CUDA; CPU here
+    model = make_model(**options).eval()
     src, tgt_in = batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         state = model.init_state(model.encode(src), 3)
@@ -205,3 +218,238 @@ def test_decodes_and_trains_under_bf16_autocast():  # the trainer's precision on
         assert found.attention is not None and len(found.tokens) == 3
         model.train()
         model(src, tgt_in).float().sum().backward()
+
+
+# ------------------------------------------------------------------------ cells and cell options
+CELLS = ["rnn", "lstm", "gru"]
+CELL_CLASSES = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+CELL_OPTIONS = [
+    {"layer_norm": True},
+    {"weight_norm": True},
+    {"variational_dropout": True},
+    {"forget_bias": 1.0},
+    {"layer_norm": True, "weight_norm": True, "variational_dropout": True, "forget_bias": 1.0},
+]
+
+
+@pytest.mark.parametrize("options", CELL_OPTIONS, ids=str)
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_and_option_keeps_the_contract(cell, options):
+    model = make_model(cell=cell, attention="concat", reverse_source=True, **options).eval()
+    src, tgt_in = batch()
+    logits = model(src, tgt_in)
+    assert logits.shape == (3, tgt_in.size(1), V_TGT)
+    got, states = stepped(model, src, tgt_in)
+    torch.testing.assert_close(got, F.log_softmax(logits, dim=-1), atol=1e-5, rtol=0)
+    assert states[-1]["h"].shape == (3, 2, H) and ("c" in states[-1]) == (cell == "lstm")
+    assert "dropout_masks" not in states[-1]  # evaluation draws none
+    assert_padding_and_companions_change_nothing(model, src, tgt_in, model.encoder.embedding.weight[PAD])
+
+
+@pytest.mark.parametrize("options", CELL_OPTIONS, ids=str)
+def test_every_option_trains(options):
+    model = make_model(cell="lstm", dropout=0.1, **options)
+    losses = training_losses(model)
+    assert losses[-1] < 0.7 * losses[0]
+    if options.get("weight_norm"):  # g and v both learn
+        weights = model.decoder[0].parametrizations.weight_ih
+        assert weights.original0.grad.abs().sum() > 0 and weights.original1.grad.abs().sum() > 0
+
+
+def fused_name(name: str) -> str:
+    """A hand-written cell's parameter -> torch's fused module's name for it (encoder.layers.k.d.cell.W ->
+    encoder.rnn.W_lk[_reverse], decoder.k.W -> decoder.W_lk); other names are shared."""
+    parts = name.split(".")
+    if parts[:2] == ["encoder", "layers"]:
+        return f"encoder.rnn.{parts[-1]}_l{parts[2]}" + ("_reverse" if parts[3] == "1" else "")
+    if parts[0] == "decoder":
+        return f"decoder.{parts[-1]}_l{parts[1]}"
+    return name
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_cells_of_models_cells_compute_what_torchs_modules_do(cell):
+    """Variational dropout (off in evaluation) runs the hand-written cells: the same seed gives the very
+    weights of torch's packed, bidirectional nn.RNN/LSTM/GRU (the default) and the same outputs."""
+    fused = make_model(cell=cell, reverse_source=True).eval()
+    cells = make_model(cell=cell, reverse_source=True, variational_dropout=True).eval()
+    assert isinstance(fused.encoder.rnn, FUSED[cell]) and isinstance(fused.decoder, FUSED[cell])
+    assert all(isinstance(module, CELL_CLASSES[cell]) for module in cells.decoder)
+    assert getattr(fused.encoder.rnn, "nonlinearity", "tanh") == "tanh"
+    theirs = fused.state_dict()
+    ours = cells.state_dict()
+    assert sorted(map(fused_name, ours)) == sorted(theirs)
+    for name, value in ours.items():
+        assert torch.equal(value, theirs[fused_name(name)]), name
+    src, tgt_in = batch()
+    encoded, reference = cells.encode(src), fused.encode(src)
+    torch.testing.assert_close(encoded["memory"], reference["memory"], atol=1e-6, rtol=0)
+    for got, expected in zip(encoded["final"], reference["final"], strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cells(src, tgt_in), fused(src, tgt_in), atol=1e-5, rtol=0)
+
+
+def layer_norm_by_hand(v: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    mean, var = v.mean(-1, keepdim=True), v.var(-1, unbiased=False, keepdim=True)
+    return (v - mean) / torch.sqrt(var + 1e-5) * norm.weight + norm.bias
+
+
+def layer_norm_step(kind: str, cell: nn.Module, x: torch.Tensor, state):
+    """One step of a layer-normalised cell (Ba et al. 2016) written out on the cell's own weights."""
+    ih = layer_norm_by_hand(x @ cell.weight_ih.T, cell.norm_ih) + cell.bias_ih
+    hh = layer_norm_by_hand((state[0] if kind == "lstm" else state) @ cell.weight_hh.T, cell.norm_hh)
+    hh = hh + cell.bias_hh
+    if kind == "rnn":
+        return torch.tanh(ih + hh)
+    if kind == "gru":
+        (x_r, x_z, x_n), (h_r, h_z, h_n) = ih.chunk(3, -1), hh.chunk(3, -1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        return (1 - z) * torch.tanh(x_n + r * h_n) + z * state
+    i, f, g, o = (ih + hh).chunk(4, -1)
+    c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(layer_norm_by_hand(c, cell.norm_c)), c
+
+
+def scramble_layer_norms(model: nn.Module) -> None:
+    """Gains and biases away from 1 and 0, so that a test sees them."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_norm_normalises_the_decoder_and_encoder_cells(cell):
+    model = make_model(cell=cell, layer_norm=True, encoder_layers=1).eval()
+    scramble_layer_norms(model)
+    src, tgt_in = batch()
+    state = model.init_state(model.encode(src), 3)
+    _, after = model.step(tgt_in[:, 0], state)
+    x = torch.cat([model.embedding(tgt_in[:, 0]), state["feed"]], dim=-1)  # [B, E + H]
+    for k, layer in enumerate(model.decoder):  # the decoder: one step, layer by layer
+        previous = (state["h"][:, k], state["c"][:, k]) if cell == "lstm" else state["h"][:, k]
+        expected = layer_norm_step(cell, layer, x, previous)
+        x = expected[0] if cell == "lstm" else expected
+        torch.testing.assert_close(after["h"][:, k], x, atol=1e-5, rtol=0)
+        if cell == "lstm":
+            torch.testing.assert_close(after["c"][:, k], expected[1], atol=1e-5, rtol=0)
+    length = int((src[0] != PAD).sum())  # the encoder: the first sentence, both directions
+    embedded = model.encoder.embedding(src[0, :length])  # [S, E]
+    memory = model.encode(src)["memory"][0, :length]  # [S, H]
+    for direction, layer in enumerate(model.encoder.layers[0]):
+        h = torch.zeros(1, H // 2)
+        state = (h, h) if cell == "lstm" else h
+        outputs = []
+        for x_t in embedded.flip(0) if direction else embedded:
+            state = layer_norm_step(cell, layer.cell, x_t[None], state)
+            outputs.append(state[0] if cell == "lstm" else state)
+        outputs = torch.cat(outputs[::-1] if direction else outputs)  # [S, H/2] in source order
+        torch.testing.assert_close(memory[:, direction * H // 2 : (direction + 1) * H // 2], outputs)
+    plain = make_model(cell=cell, variational_dropout=True, encoder_layers=1).eval()  # same W, no norm
+    assert not torch.allclose(plain.step(tgt_in[:, 0], plain.init_state(plain.encode(src), 3))[1]["h"],
+                              after["h"])  # fmt: skip
+
+
+def test_weight_norm_makes_each_weight_g_times_v_over_its_norm():
+    plain = make_model(variational_dropout=True).eval()  # the hand-written cells with the same weights
+    normed = make_model(weight_norm=True).eval()
+    layers = [*normed.decoder, *(layer.cell for layer in normed.encoder.layers[0])]
+    assert all(parametrize.is_parametrized(c, "weight_ih") and parametrize.is_parametrized(c, "weight_hh")
+               for c in layers)  # fmt: skip
+    src, tgt_in = batch()
+    before = normed(src, tgt_in)
+    torch.testing.assert_close(before, plain(src, tgt_in), atol=1e-5, rtol=0)  # g = ||v|| at first
+    with torch.no_grad():  # g doubles the rows of W_ih of the first decoder layer
+        normed.decoder[0].parametrizations.weight_ih.original0.mul_(2)
+        plain.decoder[0].weight_ih.mul_(2)
+    torch.testing.assert_close(normed(src, tgt_in), plain(src, tgt_in), atol=1e-5, rtol=0)
+    assert not torch.allclose(normed(src, tgt_in), before)
+
+
+def dropped_features(model: Seq2SeqAttention, modules: list[nn.Module]) -> list[list[torch.Tensor]]:
+    """Run a training forward; for each module, where its input was zero at each step: [B, D] each."""
+    seen: list[list[torch.Tensor]] = [[] for _ in modules]
+    hooks = [
+        module.register_forward_pre_hook(lambda _, args, i=i: seen[i].append(args[0] == 0))
+        for i, module in enumerate(modules)
+    ]
+    model(*batch())
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def test_variational_dropout_keeps_one_mask_per_sentence_at_every_step():
+    model = make_model(variational_dropout=True, dropout=0.5, input_feeding=False).train()
+    assert isinstance(model.encoder.dropout, LockedDropout)
+    # the embedding (input of layer 0), between the layers (input of layer 1), before the softmax
+    for zeros in dropped_features(model, [model.decoder[0], model.decoder[1], model.output]):
+        assert all(torch.equal(step, zeros[0]) for step in zeros)
+        assert zeros[0].any() and not zeros[0].all() and not torch.equal(zeros[0][0], zeros[0][1])
+    state = model.init_state(model.encode(batch()[0]), 3)
+    masks = state["dropout_masks"]  # the embedding (E = H here), between the two layers, before W_s
+    assert [mask.shape for mask in masks] == [(3, H)] * 3
+    assert model.reorder(state, torch.tensor([2]))["dropout_masks"][0].shape == (1, H)
+    ordinary = make_model(layer_norm=True, dropout=0.5, input_feeding=False).train()
+    zeros = dropped_features(ordinary, [ordinary.decoder[0]])[0]  # a new mask at every step
+    assert not all(torch.equal(step, zeros[0]) for step in zeros)
+
+
+@pytest.mark.parametrize("options", [{}, {"layer_norm": True}], ids=["fused", "cells"])
+def test_forget_bias_sets_every_lstm_forget_gate(options):
+    def forget_gates(model: Seq2SeqAttention) -> list[torch.Tensor]:
+        found = []
+        for name, bias_ih in model.named_parameters():
+            if "bias_ih" in name:
+                bias_hh = model.get_parameter(name.replace("bias_ih", "bias_hh"))
+                quarter = bias_ih.numel() // 4
+                found.append((bias_ih + bias_hh)[quarter : 2 * quarter])
+        return found
+
+    gates = forget_gates(make_model(forget_bias=1.5, **options))
+    assert len(gates) == 2 * 2 + 2  # encoder: 2 layers x 2 directions; decoder: 2 layers
+    assert all(torch.equal(gate, torch.full_like(gate, 1.5)) for gate in gates)
+    untouched = forget_gates(make_model(**options))  # null: torch's uniform init
+    assert not any(torch.equal(gate, torch.full_like(gate, 1.5)) for gate in untouched)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.cell=foo", "model.cell='foo' should be one of rnn, lstm, gru"),
+        ("model.layer_norm=maybe", "model.layer_norm='maybe' should be bool"),
+        ("model.forget_bias=high", "model.forget_bias='high' should be float or null"),
+    ],
+)
+def test_a_bad_cell_option_is_one_clear_error(override, message):
+    with pytest.raises(UserError, match=message):
+        compose(["model=seq2seq_attn", "task=translation", override])
+
+
+def test_a_run_saved_before_the_cell_options_still_builds_the_same_model(tmp_path):
+    cfg = compose(["model=seq2seq_attn", "task=translation", "model.hidden_size=8", "model.embedding_size=8"])
+    sizes = {"src_vocab_size": V_SRC, "tgt_vocab_size": V_TGT, "pad_index": PAD, "bos_index": BOS}
+    torch.manual_seed(0)
+    today = instantiate(cfg.model, **sizes, eos_index=EOS)
+    save_config(cfg, tmp_path)
+    saved = (tmp_path / "config.yaml").read_text().splitlines()
+    new_keys = ("variational_dropout:", "layer_norm:", "weight_norm:", "forget_bias:")
+    (tmp_path / "config.yaml").write_text("\n".join(s for s in saved if not s.strip().startswith(new_keys)))
+    old = load_run_config(tmp_path)
+    assert "layer_norm" not in old.model
+    torch.manual_seed(0)
+    before = instantiate(old.model, **sizes, eos_index=EOS)
+    assert all(torch.equal(a, b) for a, b in zip(today.parameters(), before.parameters(), strict=True))
+
+
+@pytest.mark.slow
+def test_a_vanilla_rnn_with_layer_norm_trains_and_decodes_from_the_command_line(tmp_path):
+    bad = seqtool("train", "model=seq2seq_attn", "task=translation", "model.cell=foo")
+    assert_user_error(bad, "model.cell='foo' should be one of rnn, lstm, gru")
+    run = tmp_path / "run"
+    options = ["model.cell=rnn", "model.layer_norm=true", "debug=smoke", f"run_dir={run}", "device=cpu"]
+    train = seqtool("train", "model=seq2seq_attn", "task=translation", *options, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    decode = seqtool("decode", str(run), "--prime", "abc")
+    assert decode.returncode == 0 and decode.stdout.strip(), decode.stderr

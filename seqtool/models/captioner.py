@@ -14,10 +14,15 @@
 With ``attention: none`` the context is the mean feature at every step (z_t = ā, no α, no penalty): the
 same network without attention, for comparison.
 
+The LSTM takes the char-RNN's cell options: ``layer_norm`` and ``weight_norm`` run the hand-written
+``LSTMCell`` of ``models/cells.py`` (torch's ``nn.LSTMCell`` otherwise), ``forget_bias`` initialises
+either, and ``variational_dropout`` keeps one dropout mask per caption before the output layer.
+
 The decoder state is a dict, batch first in every tensor (``reorder`` is one ``index_select``)::
 
     features  [B, L, D]  a           keys  [B, L, A]  W_a a, computed once per image
     h, c      [B, H]                 attention [B, L]  α_t of the last step (absent with attention: none)
+    dropout_mask [B, E]              variational dropout in training only
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from seqtool.errors import UserError
 from seqtool.models.base import State, map_tensors
+from seqtool.models.cells import init_forget_bias, make_cell, step_dropout_mask
 
 
 def doubly_stochastic_penalty(alpha: Tensor, mask: Tensor) -> Tensor:
@@ -183,6 +190,11 @@ class Captioner(nn.Module):
         gate: bool,
         dropout: float,
         doubly_stochastic: float,
+        # Off unless set (conf/model/captioner.yaml): a run saved before these options still loads.
+        variational_dropout: bool = False,
+        layer_norm: bool = False,
+        weight_norm: bool = False,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if attention not in ("soft", "none"):
@@ -192,6 +204,7 @@ class Captioner(nn.Module):
         self.pad_index, self.bos_index, self.eos_index = pad_index, bos_index, eos_index
         self.use_attention, self.use_gate = attention == "soft", gate and attention == "soft"
         self.doubly_stochastic, self.grid_size = doubly_stochastic, grid_size
+        self.variational_dropout = variational_dropout
         self.encoder = Encoder(
             encoder, encoder_channels, grid_size, backbone, backbone_weights, freeze_encoder
         )
@@ -201,7 +214,13 @@ class Captioner(nn.Module):
             self.W_a, self.U_a, self.w_a = nn.Linear(D, A), nn.Linear(H, A, bias=False), nn.Linear(A, 1)
             self.f_beta = nn.Linear(H, 1)
         self.embedding = nn.Embedding(vocab_size, E, padding_idx=pad_index)
-        self.lstm = nn.LSTMCell(E + D, H)
+        if layer_norm or weight_norm:
+            self.lstm = make_cell("lstm", E + D, H, layer_norm=layer_norm, weight_norm=weight_norm,
+                                  forget_bias=forget_bias)  # fmt: skip
+        else:
+            self.lstm = nn.LSTMCell(E + D, H)
+            if forget_bias is not None:
+                init_forget_bias(self.lstm.bias_ih, self.lstm.bias_hh, forget_bias)
         self.L_h, self.L_z = nn.Linear(H, E, bias=False), nn.Linear(D, E, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.L_o = nn.Linear(E, vocab_size)
@@ -211,11 +230,12 @@ class Captioner(nn.Module):
         """images [B, 3, H, W], tgt_in [B, T] (BOS + caption, right-padded) -> logits, penalty, α."""
         state = self.init_state(self.encode(images), images.size(0))
         logits, alphas = [], []
-        for t in range(tgt_in.size(1)):
-            step_logits, state = self._decode(tgt_in[:, t], state)  # [B, V]
-            logits.append(step_logits)
-            if self.use_attention:
-                alphas.append(state["attention"])
+        with parametrize.cached():  # weight norm: g * v / ||v|| once per batch, not per step
+            for t in range(tgt_in.size(1)):
+                step_logits, state = self._decode(tgt_in[:, t], state)  # [B, V]
+                logits.append(step_logits)
+                if self.use_attention:
+                    alphas.append(state["attention"])
         alpha = torch.stack(alphas, dim=1) if alphas else None  # [B, T, L]
         penalty = tgt_in.new_zeros(tgt_in.size(0), dtype=torch.float)
         if alpha is not None and self.doubly_stochastic:
@@ -235,6 +255,9 @@ class Captioner(nn.Module):
             state["keys"] = self.W_a(memory)  # [B, L, A]
         else:
             state["mean"] = mean
+        if self.variational_dropout and self.training and self.dropout.p > 0:  # one mask per caption
+            size = self.embedding.embedding_dim
+            state["dropout_mask"] = step_dropout_mask(self.dropout.p, batch_size, size, memory)
         return state
 
     def attend(self, state: State) -> tuple[Tensor, Tensor | None]:
@@ -257,7 +280,8 @@ class Captioner(nn.Module):
         state = dict(state, h=h, c=c)
         if alpha is not None:
             state["attention"] = alpha
-        return self.L_o(self.dropout(deep)), state
+        mask = state.get("dropout_mask")
+        return self.L_o(self.dropout(deep) if mask is None else deep * mask), state
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """tokens [B] (y_{t-1}) -> log-probs of y_t [B, V], the next state."""

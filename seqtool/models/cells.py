@@ -154,15 +154,29 @@ class CellLayer(nn.Module):
         super().__init__()
         self.cell = cell
 
-    def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        """x [B, T, I], state [1, B, H] (or a pair) -> outputs [B, T, H], state."""
+    def forward(self, x: Tensor, state: State, mask: Tensor | None = None) -> tuple[Tensor, State]:
+        """x [B, T, I], state [1, B, H] (or a pair) -> outputs [B, T, H], state.
+
+        mask [B, T] (False: padding) carries a row's state unchanged over its padded steps, so the final
+        state of a right-padded row is the one after its last real step."""
         state = map_tensors(lambda t: t.squeeze(0), state)  # [B, H]
         outputs = []
         with parametrize.cached():  # weight norm: compute g * v / ||v|| once per sequence, not per step
-            for x_t in x.unbind(dim=1):
-                state = self.cell(x_t, state)
+            for t, x_t in enumerate(x.unbind(dim=1)):
+                new_state = self.cell(x_t, state)
+                if mask is not None:
+                    state = keep_where(mask[:, t], new_state, state)
+                else:
+                    state = new_state
                 outputs.append(state[0] if isinstance(state, tuple) else state)
         return torch.stack(outputs, dim=1), map_tensors(lambda t: t.unsqueeze(0), state)  # [B, T, H]
+
+
+def keep_where(mask: Tensor, new: State, old: State) -> State:
+    """The new state in the rows where mask [B] is True, the old one elsewhere (h [B, H], or a pair)."""
+    if isinstance(new, tuple):
+        return tuple(keep_where(mask, n, o) for n, o in zip(new, old, strict=True))
+    return torch.where(mask.unsqueeze(-1), new, old)
 
 
 class StackedRNN(nn.Module):
@@ -229,9 +243,35 @@ def check_cell(cell: str) -> None:
 
 
 def set_fused_forget_bias(module: nn.LSTM, value: float) -> None:
-    """Forget-bias init for every layer of a fused ``torch.nn.LSTM``."""
+    """Forget-bias init for every layer (and direction) of a fused ``torch.nn.LSTM``."""
     for k in range(module.num_layers):
-        init_forget_bias(getattr(module, f"bias_ih_l{k}"), getattr(module, f"bias_hh_l{k}"), value)
+        for suffix in ("", "_reverse") if module.bidirectional else ("",):
+            ih, hh = f"bias_ih_l{k}{suffix}", f"bias_hh_l{k}{suffix}"
+            init_forget_bias(getattr(module, ih), getattr(module, hh), value)
+
+
+def make_cell(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    *,
+    layer_norm: bool = False,
+    weight_norm: bool = False,
+    forget_bias: float | None = None,
+) -> nn.Module:
+    """One hand-written cell for a model that runs its own steps: ``cell(x [B, I], state) -> state``
+    (h [B, H], or (h, c) for lstm). ``forget_bias`` is LSTM-only (ignored for rnn/gru)."""
+    check_cell(cell)
+    options = {"layer_norm": layer_norm, "weight_norm": weight_norm}
+    if cell == "lstm":
+        options["forget_bias"] = forget_bias
+    return {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}[cell](input_size, hidden_size, **options)
+
+
+def step_dropout_mask(p: float, batch_size: int, size: int, like: Tensor) -> Tensor:
+    """A variational-dropout mask [B, D] for a sequence that a model runs step by step (a decoder): drawn
+    once when the sequence starts and applied at every step, as LockedDropout does over a whole [B, T, D]."""
+    return like.new_empty(batch_size, size).bernoulli_(1 - p) / (1 - p)
 
 
 def make_rnn(

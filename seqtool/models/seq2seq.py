@@ -4,7 +4,7 @@
 
 ::
 
-    src [B, S] -> embedding -> (bi)LSTM/GRU, packed -> h_s [B, S, H]    (bidirectional: H/2 per direction)
+    src [B, S] -> embedding -> (bi)RNN/LSTM/GRU -> h_s [B, S, H]        (bidirectional: H/2 per direction)
                       final state of the top encoder layer -> bridge: tanh(W_b h) -> decoder h_0 (c_0)
     step t:   x_t = [embed(y_{t-1}); h̃_{t-1}]                             (input feeding; h̃_0 = 0)
               h_t = RNN(x_t, h_{t-1})                                    the top layer's output
@@ -15,11 +15,19 @@
 Scheduled sampling (Bengio et al. 2015): the trainer sets ``teacher_forcing_ratio``; in training each
 sequence is fed, at each step, its gold token with that probability, else the model's previous argmax.
 
+The recurrent cells take the char-RNN's options (``layer_norm``, ``weight_norm``, ``variational_dropout``,
+``forget_bias``). With none of the first three, encoder and decoder are torch's fused modules (the encoder
+over the packed source); with any of them, both run the hand-written cells of ``models/cells.py``: the
+encoder layer by layer, each direction carrying its state over the padding, the decoder layer by layer
+for one step. ``forget_bias`` initialises either. Variational dropout draws one mask per sentence for each
+place dropout acts: the embeddings and between the layers (encoder and decoder) and before the softmax.
+
 The decoder state is a dict, batch first in every tensor (so ``reorder`` is one ``index_select``)::
 
     memory   [B, S, H]   h_s          keys  [B, S, A]   what the score precomputes of h_s
     src_mask [B, S]      True: real   h, c  [B, L, H]   the decoder RNN's state (c for lstm only)
     feed     [B, H]      h̃_{t-1}      attention [B, S]  a_t of the last step (absent with attention: none)
+    dropout_masks        variational dropout in training only: [B, E], then [B, H] per decoder layer
 """
 
 from __future__ import annotations
@@ -29,13 +37,21 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqtool.models.attention import Attention
 from seqtool.models.base import State, map_tensors
-from seqtool.models.cells import FUSED
-
-CELLS = ("lstm", "gru")
+from seqtool.models.cells import (
+    CELLS,
+    FUSED,
+    CellLayer,
+    LockedDropout,
+    make_cell,
+    make_rnn,
+    set_fused_forget_bias,
+    step_dropout_mask,
+)
 
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
@@ -47,30 +63,45 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
 
 
 class RNNEncoder(nn.Module):
-    """embedding -> (bi)directional LSTM/GRU over the packed, right-padded source."""
+    """embedding -> (bi)directional RNN/LSTM/GRU over the right-padded source: torch's fused module over the
+    packed batch, or with layer_norm, weight_norm or variational_dropout the cells of models/cells.py."""
 
     def __init__(
         self, cell: str, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
-        bidirectional: bool, dropout: float,
+        bidirectional: bool, dropout: float, *, variational_dropout: bool = False, layer_norm: bool = False,
+        weight_norm: bool = False, forget_bias: float | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.directions, self.num_layers = (2 if bidirectional else 1), num_layers
+        self.cell, self.directions, self.num_layers = cell, (2 if bidirectional else 1), num_layers
         if hidden_size % self.directions:
             raise ValueError(f"a bidirectional encoder needs an even model.hidden_size, got {hidden_size}")
+        self.handwritten = variational_dropout or layer_norm or weight_norm
         self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = LockedDropout(dropout) if variational_dropout else nn.Dropout(dropout)
+        size = hidden_size // self.directions  # both directions together give H
+        if self.handwritten:  # layers.k.d: layer k, direction d (0 forward, 1 backward)
+            options = {"layer_norm": layer_norm, "weight_norm": weight_norm, "forget_bias": forget_bias}
+            self.layers = nn.ModuleList(
+                nn.ModuleList(CellLayer(make_cell(cell, n, size, **options)) for _ in range(self.directions))
+                for n in [embedding_size] + [hidden_size] * (num_layers - 1)
+            )
+            return
         self.rnn = FUSED[cell](
             embedding_size,
-            hidden_size // self.directions,  # both directions together give H
+            size,
             num_layers,
             batch_first=True,
             bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0,
         )
+        if cell == "lstm" and forget_bias is not None:
+            set_fused_forget_bias(self.rnn, forget_bias)
 
     def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         """src [B, S], lengths [B] -> h_s [B, S, H], the top layer's final (h,) or (h, c), each [B, H]."""
         x = self.dropout(self.embedding(src))  # [B, S, E]
+        if self.handwritten:
+            return self._run_cells(x, lengths)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         outputs, final = self.rnn(packed)
         h_s, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))  # [B, S, H]
@@ -81,6 +112,24 @@ class RNNEncoder(nn.Module):
         """[L * dirs, B, H/dirs] -> the last layer's directions side by side [B, H]."""
         top = state.view(self.num_layers, self.directions, *state.shape[1:])[-1]  # [dirs, B, H/dirs]
         return top.transpose(0, 1).flatten(1)
+
+    def _run_cells(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The hand-written layers over x [B, S, E]: h_s [B, S, H] (zeros at padding, as unpacking gives),
+        the top layer's final (h,) or (h, c), each [B, H]. The backward direction reads each sentence
+        reversed, its padding still last, so both carry their state unchanged over the padding."""
+        mask = torch.arange(x.size(1), device=x.device) < lengths.unsqueeze(1)  # [B, S]
+        for k, directions in enumerate(self.layers):
+            if k > 0:
+                x = self.dropout(x)
+            outputs, finals = [], []
+            for d, layer in enumerate(directions):
+                inputs = reverse_padded(x, lengths) if d else x
+                h_0 = x.new_zeros(1, x.size(0), layer.cell.hidden_size)  # [1, B, H/dirs]
+                y, final = layer(inputs, (h_0, h_0) if self.cell == "lstm" else h_0, mask)
+                outputs.append(reverse_padded(y, lengths) if d else y)
+                finals.append(final if isinstance(final, tuple) else (final,))
+            x = torch.cat(outputs, dim=-1) * mask.unsqueeze(-1)  # [B, S, H]
+        return x, tuple(torch.cat(parts, dim=-1)[0] for parts in zip(*finals, strict=True))  # [B, H] each
 
 
 class Seq2SeqAttention(nn.Module):
@@ -96,7 +145,7 @@ class Seq2SeqAttention(nn.Module):
         pad_index: int,
         bos_index: int,
         eos_index: int,
-        cell: Literal["lstm", "gru"],
+        cell: Literal["rnn", "lstm", "gru"],
         embedding_size: int,
         hidden_size: int,
         encoder_layers: int,
@@ -108,6 +157,11 @@ class Seq2SeqAttention(nn.Module):
         input_feeding: bool,
         reverse_source: bool,
         tie_embeddings: bool,
+        # Off unless set (conf/model/seq2seq_attn.yaml): a run saved before these options still loads.
+        variational_dropout: bool = False,
+        layer_norm: bool = False,
+        weight_norm: bool = False,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -121,21 +175,25 @@ class Seq2SeqAttention(nn.Module):
         self.cell, self.hidden_size, self.decoder_layers = cell, hidden_size, decoder_layers
         self.input_feeding, self.reverse_source = input_feeding, reverse_source
         self.teacher_forcing_ratio = 1.0  # set by the trainer each step (scheduled sampling)
+        options = {"layer_norm": layer_norm, "weight_norm": weight_norm, "forget_bias": forget_bias}
         self.encoder = RNNEncoder(
-            cell, src_vocab_size, embedding_size, hidden_size, encoder_layers, bidirectional, dropout
-        )
+            cell, src_vocab_size, embedding_size, hidden_size, encoder_layers, bidirectional, dropout,
+            variational_dropout=variational_dropout, **options,
+        )  # fmt: skip
         # One bridge per state tensor (h, and c for lstm): tanh(W_b h_final) -> all decoder layers.
         self.bridges = nn.ModuleList(
             nn.Linear(hidden_size, decoder_layers * hidden_size) for _ in range(2 if cell == "lstm" else 1)
         )
         self.embedding = nn.Embedding(tgt_vocab_size, embedding_size)
-        self.decoder = FUSED[cell](
-            embedding_size + (hidden_size if input_feeding else 0),
-            hidden_size,
-            decoder_layers,
-            batch_first=True,
-            dropout=dropout if decoder_layers > 1 else 0.0,
-        )
+        decoder_input = embedding_size + (hidden_size if input_feeding else 0)
+        self.handwritten, self.variational_dropout = self.encoder.handwritten, variational_dropout
+        if self.handwritten:  # one cell per layer, stepped by _recur_cells
+            sizes = [decoder_input] + [hidden_size] * (decoder_layers - 1)
+            self.decoder = nn.ModuleList(make_cell(cell, size, hidden_size, **options) for size in sizes)
+        else:
+            self.decoder = make_rnn(
+                cell, decoder_input, hidden_size, decoder_layers, dropout=dropout, forget_bias=forget_bias
+            )
         self.attention = None
         if attention != "none":
             self.attention = Attention(attention, hidden_size, hidden_size, local_window)
@@ -162,12 +220,13 @@ class Seq2SeqAttention(nn.Module):
         state = self.init_state(self.encode(src), src.size(0))
         feed_prediction = self._scheduled_sampling(tgt_in)  # [B, T] or None
         logits: list[Tensor] = []
-        for t in range(tgt_in.size(1)):
-            y_prev = tgt_in[:, t]
-            if feed_prediction is not None and t > 0:
-                y_prev = torch.where(feed_prediction[:, t], logits[-1].argmax(-1), y_prev)
-            step_logits, state = self._decode(y_prev, state)  # [B, V]
-            logits.append(step_logits)
+        with parametrize.cached():  # weight norm: g * v / ||v|| once per batch, not per step
+            for t in range(tgt_in.size(1)):
+                y_prev = tgt_in[:, t]
+                if feed_prediction is not None and t > 0:
+                    y_prev = torch.where(feed_prediction[:, t], logits[-1].argmax(-1), y_prev)
+                step_logits, state = self._decode(y_prev, state)  # [B, V]
+                logits.append(step_logits)
         return torch.stack(logits, dim=1)  # [B, T, V]
 
     def _scheduled_sampling(self, tgt_in: Tensor) -> Tensor | None:
@@ -203,29 +262,62 @@ class Seq2SeqAttention(nn.Module):
             state["c"] = bridged[1]
         if self.attention is not None:
             state["keys"] = self.attention.prepare(h_s)
+        p = self.dropout.p
+        if self.variational_dropout and self.training and p > 0:  # one mask per sentence and place
+            sizes = [self.embedding.embedding_dim] + [self.hidden_size] * self.decoder_layers
+            state["dropout_masks"] = tuple(step_dropout_mask(p, batch_size, n, h_s) for n in sizes)
         return state
 
     def _decode(self, y_prev: Tensor, state: State) -> tuple[Tensor, State]:
         """One decoder step: y_{t-1} [B] -> logits [B, V], the next state."""
-        x = self.dropout(self.embedding(y_prev))  # [B, E]
+        x = self._dropout(self.embedding(y_prev), state, 0)  # [B, E]
         if self.input_feeding:
             x = torch.cat([x, state["feed"]], dim=-1)  # [B, E + H]
+        recur = self._recur_cells if self.handwritten else self._recur_fused
+        h_t, hidden = recur(x, state)  # [B, H], the new h (and c)
+        state = dict(state, **hidden)
+        if self.attention is None:  # the plain encoder-decoder: h̃_t = h_t, no attention row
+            h_tilde = h_t
+        else:
+            query = h_t.unsqueeze(1)  # [B, 1, H]
+            c_t, a_t = self.attention(query, state["memory"], state["keys"], state["src_mask"])  # [B, 1, *]
+            h_tilde = torch.tanh(self.W_c(torch.cat([c_t[:, 0], h_t], dim=-1)))  # [B, H]
+            state["attention"] = a_t[:, 0]  # [B, S]
+        state["feed"] = h_tilde  # [B, H]
+        return self.output(self._dropout(h_tilde, state, self.decoder_layers)), state
+
+    def _dropout(self, x: Tensor, state: State, site: int) -> Tensor:
+        """Dropout at one place of the step (0 the embedding, k between layers k-1 and k, L before the
+        softmax): the sentence's fixed mask under variational dropout in training, else nn.Dropout."""
+        masks = state.get("dropout_masks")
+        return self.dropout(x) if masks is None else x * masks[site]
+
+    def _recur_fused(self, x: Tensor, state: State) -> tuple[Tensor, dict[str, Tensor]]:
+        """torch's module for one step: x [B, I] -> h_t [B, H] of the top layer, {h, (c)} each [B, L, H]."""
         hidden = state["h"].transpose(0, 1).contiguous()  # [L, B, H]
         if self.cell == "lstm":
             hidden = (hidden, state["c"].transpose(0, 1).contiguous())
         output, hidden = self.decoder(x.unsqueeze(1), hidden)  # [B, 1, H]
-        h_t = output[:, 0]  # [B, H]
-        state = dict(state)
-        if self.attention is None:  # the plain encoder-decoder: h̃_t = h_t, no attention row
-            h_tilde = h_t
-        else:
-            c_t, a_t = self.attention(output, state["memory"], state["keys"], state["src_mask"])  # [B, 1, *]
-            h_tilde = torch.tanh(self.W_c(torch.cat([c_t[:, 0], h_t], dim=-1)))  # [B, H]
-            state["attention"] = a_t[:, 0]  # [B, S]
         if self.cell == "lstm":
-            hidden, state["c"] = hidden[0], hidden[1].transpose(0, 1)
-        state["h"], state["feed"] = hidden.transpose(0, 1), h_tilde  # [B, L, H], [B, H]
-        return self.output(self.dropout(h_tilde)), state
+            return output[:, 0], {"h": hidden[0].transpose(0, 1), "c": hidden[1].transpose(0, 1)}
+        return output[:, 0], {"h": hidden.transpose(0, 1)}
+
+    def _recur_cells(self, x: Tensor, state: State) -> tuple[Tensor, dict[str, Tensor]]:
+        """The hand-written cells for one step, layer by layer with dropout between them: the same."""
+        hs, cs = [], []
+        for k, cell in enumerate(self.decoder):
+            if k > 0:
+                x = self._dropout(x, state, k)
+            if self.cell == "lstm":
+                x, c = cell(x, (state["h"][:, k], state["c"][:, k]))  # [B, H] each
+                cs.append(c)
+            else:
+                x = cell(x, state["h"][:, k])
+            hs.append(x)
+        hidden = {"h": torch.stack(hs, dim=1)}  # [B, L, H]
+        if cs:
+            hidden["c"] = torch.stack(cs, dim=1)
+        return x, hidden
 
     def step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """tokens [B] (y_{t-1}) -> log-probs of y_t [B, V], the next state."""
