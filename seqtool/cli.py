@@ -146,26 +146,46 @@ def evaluate(
     no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", min=0, help="Never repeat an n-gram."),
     src: Path | None = typer.Option(None, "--src", help="Score these inputs instead of a split ..."),
     ref: Path | None = typer.Option(None, "--ref", help="... against these references."),
+    by_length: bool = typer.Option(
+        False, "--by-length", help="Also score each bucket of source length (translation)."
+    ),
+    buckets: str | None = typer.Option(
+        None, "--buckets", help="--by-length's upper edges, e.g. 10,20,30,40,50 [default: the task's]."
+    ),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
     """Evaluate a trained model on a split.
 
-    [bold]Example[/bold]
+    [bold]Examples[/bold]
 
       seqtool eval runs/default/20261123-101500 --split test --json
+
+      seqtool eval RUN --by-length --buckets 10,20,30,40,50   [dim]# BLEU, chrF, exact match per bucket[/dim]
     """
+    from seqtool import by_length as bucketing
     from seqtool import commands
     from seqtool.decode.settings import SearchSettings, choose_strategy
+    from seqtool.errors import UserError
 
+    if buckets is not None and not by_length:
+        raise UserError("--buckets sets the buckets of --by-length; add --by-length")
+    edges = bucketing.parse_edges(buckets) if buckets is not None else None
+    lengths = bucketing.ByLength(edges) if by_length else None
     strategy = choose_strategy(greedy=greedy, beam=beam, alpha=length_penalty)
     search = SearchSettings(strategy, max_len=max_len, min_len=min_len, no_repeat_ngram=no_repeat_ngram)
     run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
-    metrics = commands.evaluate(run, split, search, src=src, ref=ref)
+    metrics = commands.evaluate(run, split, search, src=src, ref=ref, by_length=lengths)
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    _print_table(f"{split} split" if src is None else f"{src} against {ref}", metrics, caption=str(run_dir))
+    rows = metrics.pop("by_length", None)
+    title = f"{split} split" if src is None else f"{src} against {ref}"
+    _print_table(title, metrics, caption=str(run_dir))
+    if rows is not None:
+        written = bucketing.path(run_dir, split if src is None else "files")
+        tokens = bucketing.read(written)["tokens"]
+        _print_buckets(f"{title} by source length ({tokens} tokens)", rows, caption=str(written))
 
 
 @app.command()
@@ -229,6 +249,12 @@ def compare(
     curve: str = typer.Option("loss", "--curve", help="A metrics.jsonl key: loss, grad_norm, val_bleu, ..."),
     x: str | None = typer.Option(None, "--x", help="With --plot: the best --metric against this config key."),
     metrics: str | None = typer.Option(None, "--metrics", help="Show only these metrics, e.g. bpc,loss."),
+    by_length: str | None = typer.Option(
+        None, "--by-length", help="With --plot: bleu, chrf or exact_match per source-length bucket."
+    ),
+    split: str = typer.Option(
+        "val", "--split", help="--by-length reads eval/by_length_<split>.json: val, test or files."
+    ),
 ) -> None:
     """Compare runs: one row per configuration (the config keys that differ), seeds as mean ± std.
 
@@ -241,6 +267,8 @@ def compare(
       seqtool compare SWEEP --plot grad_norm.png --curve grad_norm
 
       seqtool compare SWEEP --plot lag.png --x lag --metric val_accuracy   [dim]# one line per cell[/dim]
+
+      seqtool compare SWEEP --plot len.png --by-length bleu   [dim]# after seqtool eval RUN --by-length[/dim]
     """
     from seqtool import compare as comparing
     from seqtool.errors import UserError
@@ -253,7 +281,18 @@ def compare(
     result = comparing.compare(runs, metric=metric, by=by.split(",") if by else None, only=only)
     if x is not None and plot is None:
         raise UserError("--x draws a plot: give --plot FILE.png")
-    if plot is not None and x is not None:
+    if by_length is not None and (plot is None or x is not None):
+        raise UserError("--by-length draws a plot of its own: give --plot FILE.png, and no --x")
+    if plot is not None and by_length is not None:
+        from seqtool.plots import plot_compare_against
+
+        lines, tokens, skipped = comparing.by_length(result, by_length, split)
+        for warning in skipped:
+            typer.echo(f"warning: {warning}", err=True)
+        plot_compare_against(lines, plot, x=f"source length ({tokens})", metric=by_length, ylabel=by_length,
+                             log_y=False, title=f"{by_length} by source length ({split})")  # fmt: skip
+        typer.echo(f"plot: {plot}", err=True)
+    elif plot is not None and x is not None:
         from seqtool.plots import plot_compare_against
 
         key, lines = comparing.against(result, x, runs)
@@ -280,6 +319,21 @@ def _print_table(title: str, metrics: dict[str, float], *, caption: str) -> None
     table.add_column("value", justify="right")
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def _print_buckets(title: str, rows: list[dict], *, caption: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from seqtool.by_length import METRICS
+
+    table = Table(title=title, caption=caption)
+    table.add_column("bucket")
+    for name in ("count", *METRICS):
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(row["bucket"], str(row["count"]), *(f"{row[name]:.2f}" for name in METRICS))
     Console().print(table)
 
 

@@ -26,6 +26,7 @@ from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.errors import UserError
 
 if TYPE_CHECKING:
+    from seqtool.by_length import ByLength
     from seqtool.tasks.base import Task
     from seqtool.train import Trainer
 
@@ -154,9 +155,16 @@ def decode(run: LoadedRun, options: DecodeOptions) -> None:
 
 
 def evaluate(
-    run: LoadedRun, split: str, search: SearchSettings, *, src: Path | None = None, ref: Path | None = None
+    run: LoadedRun,
+    split: str,
+    search: SearchSettings,
+    *,
+    src: Path | None = None,
+    ref: Path | None = None,
+    by_length: ByLength | None = None,
 ) -> dict[str, Any]:
-    """`seqtool eval`: the metrics of a split, or of parallel --src/--ref files scored as a split."""
+    """`seqtool eval`: the metrics of a split, or of parallel --src/--ref files scored as a split; with
+    by_length also per source-length bucket ("by_length", and RUN/eval/by_length_<split>.json)."""
     if split not in ("val", "test"):
         raise UserError(f"--split {split}: use val or test")
     if (src is None) != (ref is None):
@@ -164,4 +172,4 @@ def evaluate(
     if src is not None:
         split = run.task.add_split("files", src=src, ref=ref)
     with torch.no_grad():
-        return run.task.evaluate(run.model, split, search=search)
+        return run.task.evaluate(run.model, split, search=search, by_length=by_length)

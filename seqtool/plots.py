@@ -111,11 +111,13 @@ def plot_compare_against(
     metric: str,
     title: str = "",
     chance: list[tuple[object, float]] | None = None,
+    ylabel: str | None = None,
+    log_y: bool = True,
 ) -> Path:
     """A metric against a config key: lines[label] -> [(x value, Stat of the seeds)], drawn as the mean
     with ±1 std error bars; numeric x on a linear axis (log when it spans more than two decades),
     other values as categories; `chance` [(x value, level)] dashed. Log y when the finite means span
-    more than two decades."""
+    more than two decades, unless log_y is False. ylabel: default "best METRIC"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,9 +143,10 @@ def plot_compare_against(
             axis.set_xscale("log")
     else:
         axis.set_xticks(range(len(categories)), categories, rotation=30)
-    if means and min(means) > 0 and max(means) / min(means) > 100:
+    if log_y and means and min(means) > 0 and max(means) / min(means) > 100:
         axis.set_yscale("log")
-    axis.set(xlabel=x, ylabel=f"best {metric}", title=title or f"best {metric} against {x}")
+    ylabel = ylabel or f"best {metric}"
+    axis.set(xlabel=x, ylabel=ylabel, title=title or f"{ylabel} against {x}")
     axis.legend(fontsize="small")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

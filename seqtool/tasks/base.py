@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
+    from seqtool.by_length import ByLength
     from seqtool.decode.generate import DecodeInput
     from seqtool.decode.output import Frames, Text
     from seqtool.decode.settings import DecodeOptions, SearchSettings, Strategy
@@ -62,9 +63,17 @@ class Task(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     # ---------------------------------------------------------------------------- evaluation
-    def evaluate(self, model: nn.Module, split: str, search: SearchSettings | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        model: nn.Module,
+        split: str,
+        search: SearchSettings | None = None,
+        by_length: ByLength | None = None,
+    ) -> dict[str, Any]:
         """Metrics of a split. search None: the task's own (quick) evaluation during training; else
-        `seqtool eval`'s search over the whole split."""
+        `seqtool eval`'s search over the whole split. by_length (`eval --by-length`): the same outputs
+        also scored per source-length bucket (seqtool.by_length); a task without source sentences
+        raises UserError before evaluating."""
 
     def add_split(self, name: str, *, src: Path, ref: Path) -> str:
         """`seqtool eval --src --ref`: make the files a split called `name` and return it; a task that

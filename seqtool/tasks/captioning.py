@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqtool.by_length import refuse as refuse_by_length
 from seqtool.data import captions as data
 from seqtool.data import shapes
 from seqtool.data.batching import pad
@@ -276,12 +277,14 @@ class CaptioningTask:
         return Loss(total=nll + out.penalty.float().sum(), count=int((batch.tgt_out != PAD).sum()))
 
     def evaluate(
-        self, model: nn.Module, split: str, search: SearchSettings | None = None
+        self, model: nn.Module, split: str, search: SearchSettings | None = None, by_length: Any = None
     ) -> dict[str, float]:
         """loss and perplexity (teacher forcing, every reference), then bleu1..4, exact_match (0-100, a
         hypothesis equal to any reference), cider_d (with pycocoevalcap) by decoding each image once;
         on shapes also scene_agreement (0-100: captions that are true to their scene, see shapes.agrees).
         search None (training): at most task.eval_max_images images, decoded with task.eval_beam."""
+        if by_length is not None:
+            refuse_by_length("captioning")
         images = self.split(split)
         count = len(images.names)
         if search is None and self.eval_max_images is not None:

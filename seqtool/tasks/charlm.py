@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqtool.by_length import refuse as refuse_by_length
 from seqtool.data.io import read_input
 from seqtool.data.text import hub_text, read_local, stdlib_source
 from seqtool.data.vocab import CharVocab
@@ -168,8 +169,12 @@ class CharLMTask:
         total = F.cross_entropy(logits.flatten(0, 1).float(), batch.y.flatten(), reduction="sum")
         return Loss(total=total, count=batch.y.numel())
 
-    def evaluate(self, model: nn.Module, split: str, search: Any = None) -> dict[str, float]:
+    def evaluate(
+        self, model: nn.Module, split: str, search: Any = None, by_length: Any = None
+    ) -> dict[str, float]:
         """loss (nats per character), perplexity and bits per character over (a capped prefix of) a split."""
+        if by_length is not None:
+            refuse_by_length("the char LM")
         total, count, state = 0.0, 0, None
         with torch.no_grad():
             for segment in self._eval_segments(split):

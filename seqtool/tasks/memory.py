@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqtool.by_length import refuse as refuse_by_length
 from seqtool.data import memory_problems as problems
 from seqtool.decode.generate import Decoded, DecodeInput
 from seqtool.decode.output import Text
@@ -147,8 +148,12 @@ class MemoryTask:
         total = F.cross_entropy(outputs.flatten(0, 1).float(), batch.y.flatten(), reduction="sum")
         return Loss(total=total, count=batch.y.numel())
 
-    def evaluate(self, model: nn.Module, split: str, search: Any = None) -> dict[str, float]:
+    def evaluate(
+        self, model: nn.Module, split: str, search: Any = None, by_length: Any = None
+    ) -> dict[str, float]:
         """The model's metrics over a fixed split, with the chance baselines beside them."""
+        if by_length is not None:
+            refuse_by_length("the memory task")
         with torch.no_grad():
             if self.problem == "adding":
                 return self._evaluate_adding(model, split)

@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqtool import by_length as bucketing
 from seqtool import distributed
+from seqtool.by_length import ByLength
 from seqtool.data import batching, parallel
 from seqtool.data.sources import HubSource, LocalFiles, Sources, SyntheticSource
 from seqtool.data.tokenize import BOS, EOS, PAD, build_or_load, vocab_files
@@ -230,10 +232,18 @@ class TranslationTask:
         )
         return Loss(total=total, count=int((targets != PAD).sum()))
 
-    def evaluate(self, model: nn.Module, split: str, search: SearchSettings | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        model: nn.Module,
+        split: str,
+        search: SearchSettings | None = None,
+        by_length: ByLength | None = None,
+    ) -> dict[str, Any]:
         """loss and perplexity by teacher forcing, then bleu, chrf, exact_match (0-100) and the BLEU
         signature by decoding. search None (training) caps the split at task.eval_max_sentences and
-        decodes with task.eval_beam; `seqtool eval` passes its search and scores the whole split."""
+        decodes with task.eval_beam; `seqtool eval` passes its search and scores the whole split.
+        by_length: the same hypotheses scored per source-length bucket as well ("by_length", a list,
+        also written to RUN/eval/by_length_<split>.json; seqtool.by_length)."""
         size = self._size(split, self.eval_max_sentences if search is None else None)
         search = self.eval_search if search is None else search.with_default(self.eval_search.strategy)
         self._check_lengths(model, split, size)
@@ -246,8 +256,29 @@ class TranslationTask:
         references = [target for _, target in self.pairs[split][:size]]
         self._write_hypotheses(split, hypotheses)
         mean = total / max(count, 1)
-        metrics = translation_metrics(hypotheses, references, lowercase=self.lowercase)
-        return {"loss": mean, "perplexity": perplexity(mean), **metrics}
+        metrics = {"loss": mean, "perplexity": perplexity(mean),
+                   **translation_metrics(hypotheses, references, lowercase=self.lowercase)}  # fmt: skip
+        if by_length is None:
+            return metrics
+        lengths = [len(ids) for ids in self.ids[split][0][:size]]  # source tokens, EOS not counted
+        buckets = self._buckets(lengths, by_length)
+        rows = bucketing.score(lengths, hypotheses, references, buckets, self.lowercase)
+        tokens = self.tokenizer_options["kind"]
+        bucketing.write(self.run_dir, split, tokens=tokens, metrics=metrics, rows=rows)
+        return metrics | {"by_length": rows}
+
+    def _buckets(self, lengths: list[int], by_length: ByLength) -> list[bucketing.Bucket]:
+        """The edges given, else one bucket per length on the synthetic tasks, else default_edges()."""
+        if by_length.edges is not None:
+            return bucketing.from_edges(by_length.edges)
+        if self.sources.synthetic.kind != "none":
+            return bucketing.per_length(lengths)
+        return bucketing.from_edges(self.default_edges())
+
+    def default_edges(self) -> tuple[int, ...]:
+        """Bucket edges of real text: 10..60 words or BPE pieces (Bahdanau et al.'s range), 50..300 chars."""
+        step = 50 if self.tokenizer_options["kind"] == "char" else 10
+        return tuple(step * k for k in range(1, 7))
 
     def _check_lengths(self, model: nn.Module, split: str, size: int) -> None:
         """Refuse, by line, a source or reference the model cannot take (a Transformer's positions)."""

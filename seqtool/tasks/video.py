@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqtool.by_length import refuse as refuse_by_length
 from seqtool.data import moving_mnist as data
 from seqtool.decode.generate import DecodeInput
 from seqtool.decode.output import Frames
@@ -221,9 +222,13 @@ class VideoTask:
         count = per_frame.numel()
         return Loss(total=per_frame.sum() + aux_loss.float() * count, count=count)
 
-    def evaluate(self, model: nn.Module, split: str, search: Any = None) -> dict[str, float]:
+    def evaluate(
+        self, model: nn.Module, split: str, search: Any = None, by_length: Any = None
+    ) -> dict[str, float]:
         """loss (pixel MSE), mse, mae, ssim, psnr of the model's rollouts and of the copy-last and zeros
         baselines (see seqtool/video_metrics.py); writes plots/horizon_<split>.png and .json."""
+        if by_length is not None:
+            refuse_by_length("video prediction")
         scores, squared, pixels = MetricSums(), 0.0, 0
         baselines = self._baselines.get(split) or {"copy_last": MetricSums(), "zeros": MetricSums()}
         with torch.no_grad():
