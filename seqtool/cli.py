@@ -105,16 +105,23 @@ def decode(
     plot_attention: Path | None = typer.Option(None, "--plot-attention", help="Attention maps (PNG) here."),
     plot: Path | None = typer.Option(None, "--plot", help="Plots of the predictions (PNG) here."),
     horizon: int | None = typer.Option(None, "--horizon", min=1, help="Frames to predict (video)."),
+    plot_activations: Path | None = typer.Option(
+        None, "--plot-activations", help="Char LM: the text coloured by its units (PNG) and units.json here."
+    ),
+    unit: int | None = typer.Option(None, "--unit", min=0, help="--plot-activations: draw this unit."),
+    layer: int | None = typer.Option(None, "--layer", min=1, help="... of this layer [default: the top]."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
-    """Generate from a trained model.
+    """Generate from a trained model, or (--plot-activations) draw its hidden units along a text.
 
     [bold]Examples[/bold]
 
       seqtool decode runs/default/20261123-101500 --prime "def " --max-len 300 --temperature 0.8 --seed 1
 
       seqtool decode RUN --input src.txt --beam 5 --nbest 3 --length-penalty 0.6 --no-repeat-ngram 3
+
+      seqtool decode RUN --plot-activations cells/              [dim]# the units that track quotes, ...[/dim]
     """
     from seqtool import commands
     from seqtool.decode.settings import DecodeOptions, SearchSettings, choose_strategy
@@ -125,8 +132,11 @@ def decode(
         strategy, max_len=max_len, min_len=min_len, no_repeat_ngram=no_repeat_ngram, seed=seed
     )
     options = DecodeOptions(search=search, input=input, output=output, prime=prime, num=num,
-                            plot_dir=plot_attention or plot, horizon=horizon)  # fmt: skip
-    commands.decode(commands.load_run(run_dir, checkpoint=checkpoint, device=device), options)
+                            plot_dir=plot_attention or plot, horizon=horizon,
+                            activations_dir=plot_activations, unit=unit, layer=layer)  # fmt: skip
+    summary = commands.decode(commands.load_run(run_dir, checkpoint=checkpoint, device=device), options)
+    if summary:
+        typer.echo(summary)
 
 
 @app.command(name="eval")

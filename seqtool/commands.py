@@ -145,9 +145,14 @@ def load_run(run_dir: Path, *, checkpoint: str = "best", device: str = "auto") -
     return LoadedRun(cfg=cfg, task=task, model=model, device=torch_device)
 
 
-def decode(run: LoadedRun, options: DecodeOptions) -> None:
+def decode(run: LoadedRun, options: DecodeOptions) -> str | None:
     """`seqtool decode` for every task: read the task's inputs, search (the strategy the options name,
-    else the task's default), write the hypotheses or frames and their plots (seqtool.decode.output)."""
+    else the task's default), write the hypotheses or frames and their plots (seqtool.decode.output).
+    With options.activations_dir, no search: a char LM's units along a text (returns their summary)."""
+    if options.activations_dir is not None:
+        from seqtool import activations
+
+        return activations.plot(run, options)
     search = options.search.with_default(run.task.default_strategy)
     if search.strategy is not None:
         search.strategy.check(run.task.end_token)

@@ -15,6 +15,7 @@ copied in (same names and layouts, so the copy is exact).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,21 @@ def fused_layer_cell(module: nn.RNNBase, k: int, kind: str) -> nn.Module:
 def replay(cells: list[nn.Module], kind: str, x: Tensor) -> list[list[Tensor]]:
     """Run the stack one layer and one step at a time from zero state: x [B, T, I] -> h[k][t], each
     [B, H] and retaining its gradient. h[-1] stacked along time is the stack's output [B, T, H]."""
+    hidden: list[list[Tensor]] = [[] for _ in cells]
+    for states in replay_states(cells, kind, x):
+        for k, state in enumerate(states):
+            hidden[k].append(state[0] if kind == "lstm" else state)
+    return hidden
+
+
+def replay_states(cells: list[nn.Module], kind: str, x: Tensor) -> Iterator[list[Any]]:
+    """The replay, step by step: for each t, every layer's state after reading x_t: h_t^k [B, H], or
+    (h_t^k, c_t^k) for lstm (seqtool.activations reads the cell c). Each h_t^k retains its gradient."""
     batch = x.shape[0]
     states = []
     for cell in cells:
         h = x.new_zeros(batch, cell.hidden_size)  # [B, H]
         states.append((h, torch.zeros_like(h)) if kind == "lstm" else h)
-    hidden: list[list[Tensor]] = [[] for _ in cells]
     with parametrize.cached():  # weight norm: g * v / ||v|| once, not once per step
         for x_t in x.unbind(dim=1):  # [B, I]
             below = x_t
@@ -89,8 +99,7 @@ def replay(cells: list[nn.Module], kind: str, x: Tensor) -> list[list[Tensor]]:
                 below = states[k][0] if kind == "lstm" else states[k]  # h_t^k: [B, H]
                 if below.requires_grad:
                     below.retain_grad()
-                hidden[k].append(below)
-    return hidden
+            yield list(states)
 
 
 def last_step_loss(model: nn.Module, h_last: Tensor, target: Tensor) -> Tensor:

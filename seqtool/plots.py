@@ -1,4 +1,5 @@
-"""PNG figures: training curves, compared runs' curves, attention maps, frame strips."""
+"""PNG figures: training curves, compared runs' curves, attention maps, frame strips, a text coloured by
+one hidden unit."""
 
 from __future__ import annotations
 
@@ -318,6 +319,41 @@ def plot_grad_through_time(norms: list[list[float]], path: Path, *, title: str =
     if norms:
         axis.legend(fontsize="small")
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_text_activations(text: str, values, path: Path, *, title: str = "", width: int = 100) -> Path:
+    """Karpathy et al. 2015's figure: the text as a grid of characters, each cell coloured by one unit's
+    activation after reading it (values [T] in [-1, 1]: blue -1, white 0, red +1). A line break starts a
+    new row (the newline drawn as ↵) and a line longer than `width` wraps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells, row, col = [], 0, 0  # (row, column) of each character
+    for char in text:
+        if col == width:
+            row, col = row + 1, 0
+        cells.append((row, col))
+        row, col = (row + 1, 0) if char == "\n" else (row, col + 1)
+    rows = cells[-1][0] + 1 if cells else 1
+    grid = np.full((rows, width), np.nan)  # empty cells stay blank
+    for (r, c), value in zip(cells, values):
+        grid[r, c] = value
+    figure, axis = plt.subplots(figsize=(0.11 * width + 0.4, 0.2 * rows + 0.6))
+    axis.imshow(grid, cmap="bwr", vmin=-1.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    for (r, c), char in zip(cells, text):
+        if not char.isspace() or char == "\n":
+            axis.text(c, r, "↵" if char == "\n" else char, ha="center", va="center",
+                      family="monospace", fontsize=7.5)  # fmt: skip
+    axis.set_axis_off()
+    axis.set_title(title + "   (blue −1 · white 0 · red +1)", fontsize=9, loc="left")
+    figure.tight_layout(pad=0.2)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)

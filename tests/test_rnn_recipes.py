@@ -71,3 +71,19 @@ def test_curriculum(tmp_path, corpus):
     """Its overrides reach both of its tasks (translation and the char LM), so none is task-specific."""
     report = run_recipe("curriculum", tmp_path, str(corpus))
     assert "Scheduled sampling" in report and "**Verdict (measured).**" in report
+
+
+def test_interpretable_cells(tmp_path):
+    play = tmp_path / "play.txt"  # stands in for tiny Shakespeare: lines, apostrophes, brackets
+    play.write_text("ROMEO:\nBut soft, what light (through) yonder window breaks?\nIt's the east.\n\n" * 60)
+    report = run_recipe("interpretable_cells", tmp_path, str(play), "task.max_chars=30000",
+                        "task.eval_max_chars=2000")  # fmt: skip
+    assert "| signal | Python source: unit | r | untrained r | tiny Shakespeare: unit |" in report
+    for row in ("| inside a string |", "| column |", "| indentation |", "| bracket depth |"):
+        assert row in report
+    assert "**Verdict (measured).** The claim" in report and "The signals move together" in report
+    assert "| *train minutes* |" in report
+    images = sorted(path.name for path in (tmp_path / "docs" / "img").glob("interpretable_cells_*.png"))
+    assert "interpretable_cells_python_column.png" in images
+    assert "interpretable_cells_shakespeare_column.png" in images
+    assert "interpretable_cells_shakespeare_indent.png" not in images  # the play has no indentation

@@ -186,3 +186,10 @@ class DecodeOptions:
     num: int = 1  # samples per input
     plot_dir: Path | None = None  # attention maps / frame strips as PNG
     horizon: int | None = None  # frames to predict (video)
+    activations_dir: Path | None = None  # a char LM's units along a text, as PNGs (seqtool.activations)
+    unit: int | None = None  # with activations_dir: draw this unit (of `layer`) instead of each signal's
+    layer: int | None = None  # ... of this layer, from 1 (default: the top one)
+
+    def __post_init__(self) -> None:
+        if self.activations_dir is None and (self.unit is not None or self.layer is not None):
+            raise UserError("--unit and --layer go with --plot-activations DIR")
