@@ -39,11 +39,18 @@ def plot_training_curves(metrics_file: Path, output: Path) -> Path | None:
         points = [(r["step"], r[key]) for r in records if key in r]
         axis.plot(*zip(*points), marker="o")
         axis.set(xlabel="step", title=key.replace("_", " "))
-    figure.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=100)
-    plt.close(figure)
+    _save(figure, output)
     return output
+
+
+def _save(figure, path: Path) -> None:
+    """Lay the figure out, write it as a PNG (its folder made) and free it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def _is_number(value) -> bool:
@@ -97,10 +104,7 @@ def plot_compare_curves(
         axis.set_yscale("log")
     axis.set(xlabel="step", ylabel=name, title=title or name)
     axis.legend(fontsize="small")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -149,10 +153,7 @@ def plot_compare_against(
     ylabel = ylabel or f"best {metric}"
     axis.set(xlabel=x, ylabel=ylabel, title=title or f"{ylabel} against {x}")
     axis.legend(fontsize="small")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -190,10 +191,7 @@ def plot_attention(source: list[str], output: list[str], weights, path: Path, *,
     axis.set_yticks(range(len(output)), output)
     axis.set(xlabel="source", ylabel="output", title=title)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -211,10 +209,7 @@ def plot_horizon_curves(curves: dict[str, dict[str, list[float]]], path: Path, *
         axis.set(xlabel="horizon step", title=metric)
         axis.legend(fontsize="small")
     figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -318,10 +313,7 @@ def plot_grad_through_time(norms: list[list[float]], path: Path, *, title: str =
     axis.set_title(title or "gradient through time")
     if norms:
         axis.legend(fontsize="small")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
