@@ -1,9 +1,12 @@
-"""Reading a command's input (a file or standard input) and writing its output (a file or stdout)."""
+"""Reading a command's input (a file or standard input) and opening its output (a file or stdout)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from seqtool.errors import UserError
 
@@ -21,10 +24,12 @@ def read_input(source: str) -> str:
         raise UserError(f"--input {source} is not UTF-8 text (byte {error.start})") from None
 
 
-def write_output(text: str, output: Path | None) -> None:
-    """Text to a file (its folder made) or to standard output."""
+@contextlib.contextmanager
+def open_output(output: Path | None) -> Iterator[IO[str]]:
+    """A UTF-8 text file to write (its folder made), or standard output for None."""
     if output is None:
-        sys.stdout.write(text)
+        yield sys.stdout
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    with open(output, "w", encoding="utf-8") as file:
+        yield file

@@ -15,14 +15,12 @@ at once.
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from seqtool.data.io import open_output
 from seqtool.decode.generate import Decoded, DecodeInput
 from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.progress import warn
@@ -41,7 +39,7 @@ class Text:
     def write(self, task: Task, model: nn.Module, options: DecodeOptions, search: SearchSettings) -> None:
         several = search.strategy.nbest > 1 or search.strategy.copies(options.num) > 1
         plotted = written = 0
-        with _open(options) as out:
+        with open_output(options.output) as out:
             for chunk in task.decode_inputs(model, options, search):
                 for item, decoded in zip(chunk, task.decode(model, chunk, search)):
                     out.write(self._lines(task, item, decoded, several, first=written == 0))
@@ -79,14 +77,3 @@ class Frames:
                 if options.plot_dir is not None:
                     write_plots(clip.inputs, clip.truth, predictions, options.plot_dir)
                 print(describe(clip.inputs, clip.truth, predictions, options.output))
-
-
-@contextlib.contextmanager
-def _open(options: DecodeOptions) -> Iterator[IO[str]]:
-    """--output (its folder made), or standard output."""
-    if options.output is None:
-        yield sys.stdout
-        return
-    options.output.parent.mkdir(parents=True, exist_ok=True)
-    with open(options.output, "w", encoding="utf-8") as file:
-        yield file

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
@@ -42,7 +42,7 @@ class Strategy(Protocol):
 class Greedy:
     """The likeliest token at every step."""
 
-    nbest: int = 1
+    nbest: ClassVar[int] = 1
 
     def rows(self, budget: int) -> int:
         return budget
@@ -66,7 +66,7 @@ class Sampling:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
-    nbest: int = 1
+    nbest: ClassVar[int] = 1
 
     def rows(self, budget: int) -> int:
         return budget
