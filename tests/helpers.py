@@ -53,6 +53,15 @@ def quick_trainer(steps: int) -> list[str]:
     ]
 
 
+def reverse_run(run_dir: Path) -> list[str]:
+    """Overrides for a seconds-long seq2seq on `reverse` that learns a little (non-empty, varied outputs):
+    12 val and 10 test strings of at most 8 letters."""
+    return ["task=translation", "task.synthetic.train_size=300", "task.synthetic.val_size=12",
+            "task.synthetic.test_size=10", "task.synthetic.max_length=8", "task.max_tokens=300",
+            "model=seq2seq_attn", "model.embedding_size=16", "model.hidden_size=16", "model.dropout=0.0",
+            "trainer.optimizer.lr=0.01", f"run_dir={run_dir}", *quick_trainer(80)]  # fmt: skip
+
+
 def seqtool(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m seqtool ARGS` run from the repository root, as a user would run it."""
     return subprocess.run(

@@ -21,7 +21,7 @@ from seqtool.cli import app
 from seqtool.config import compose, instantiate
 from seqtool.decode.settings import Greedy, SearchSettings
 from seqtool.errors import UserError
-from tests.helpers import assert_user_error, quick_trainer, seqtool, tiny_corpus, tiny_run
+from tests.helpers import assert_user_error, quick_trainer, reverse_run, seqtool, tiny_corpus, tiny_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
@@ -88,11 +88,7 @@ def test_default_edges_follow_the_tokens():
 def synthetic_run(tmp_path_factory) -> Path:
     """tests/test_decode.py's seconds-long seq2seq on `reverse`, 12 val strings of 4-8 letters."""
     tmp = tmp_path_factory.mktemp("by_length")
-    overrides = ["task=translation", "task.synthetic.train_size=300", "task.synthetic.val_size=12",
-                 "task.synthetic.test_size=10", "task.synthetic.max_length=8", "task.max_tokens=300",
-                 "model=seq2seq_attn", "model.embedding_size=16", "model.hidden_size=16", "model.dropout=0.0",
-                 "trainer.optimizer.lr=0.01", f"run_dir={tmp / 'run'}", *quick_trainer(80)]  # fmt: skip
-    return commands.train(compose(overrides))[0]
+    return commands.train(compose(reverse_run(tmp / "run")))[0]
 
 
 def test_synthetic_tasks_report_exact_match_per_length_from_one_decoding(synthetic_run):

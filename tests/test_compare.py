@@ -207,7 +207,8 @@ def test_metrics_keeps_only_the_named_columns(sweep):
     comparison = compare_dir(sweep, only=["bleu"])
     assert list(comparison.modes) == ["val_bleu"] and comparison.metric == "val_bleu"
     assert "val_loss best" not in invoke(sweep, "--format", "md", "--metrics", "bleu").stdout
-    assert_user_error(seqtool("compare", str(sweep), "--metrics", "nope"), "--metrics nope: the runs evaluated")
+    result = seqtool("compare", str(sweep), "--metrics", "nope")
+    assert_user_error(result, "--metrics nope: the runs evaluated")
 
 
 def test_csv_has_a_mean_and_a_std_column_per_statistic(sweep):

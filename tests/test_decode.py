@@ -16,7 +16,7 @@ from seqtool.cli import app
 from seqtool.config import compose
 from seqtool.decode.settings import Beam, Greedy, Sampling, SearchSettings, choose_strategy
 from seqtool.errors import UserError
-from tests.helpers import assert_user_error, quick_trainer, seqtool, tiny_corpus, tiny_run
+from tests.helpers import assert_user_error, reverse_run, seqtool, tiny_corpus, tiny_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -76,11 +76,7 @@ def test_search_settings_refuse_impossible_limits():
 def translation_run(tmp_path_factory) -> Path:
     """A seq2seq model that has learned a little of `reverse` (non-empty, varied outputs)."""
     tmp = tmp_path_factory.mktemp("translation")
-    overrides = ["task=translation", "task.synthetic.train_size=300", "task.synthetic.val_size=12",
-                 "task.synthetic.test_size=10", "task.synthetic.max_length=8", "task.max_tokens=300",
-                 "model=seq2seq_attn", "model.embedding_size=16", "model.hidden_size=16", "model.dropout=0.0",
-                 "trainer.optimizer.lr=0.01", f"run_dir={tmp / 'run'}", *quick_trainer(80)]  # fmt: skip
-    return commands.train(compose(overrides))[0]
+    return commands.train(compose(reverse_run(tmp / "run")))[0]
 
 
 def decode(run: Path, tmp_path: Path, *flags: str) -> list[str]:
