@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Which attention, and where does it matter? A small LSTM seq2seq copies strings of 4-40 letters
+# (task.synthetic.kind=copy, character tokens, the source read reversed as in Luong et al. 2015) with no
+# attention and with Luong et al.'s global scores dot, general and concat (= Bahdanau et al.'s additive
+# score in seqtool/models/attention.py) and local-p; 3 seeds each. After training, `seqtool eval RUN
+# --by-length` scores every run per bucket of source length, and `seqtool compare --by-length` draws
+# exact match and chrF per bucket, one line per attention type. Writes docs/experiments/attention_types.md.
+#
+#   recipes/attention_types.sh [extra overrides...]
+#
+# Data: a synthetic task, not translation. Multi30k's sentences are short (few over 30 words), and the
+# IWSLT14 valid set (../shared/data/iwslt14, up to 175 tokens) needs a model trained for hours before its
+# long sentences say anything; copying strings of 4-40 characters spans short to long in minutes on a CPU.
+# The CPU default (~12 min on 2 cores) is conf/experiment/attention_types.yaml; the GPU size is an
+# override, e.g.
+#   recipes/attention_types.sh model.hidden_size=256 task.synthetic.max_length=100 trainer.max_steps=5000 device=cuda
+# BUCKETS (default 8,16,24,32) are the upper edges of the source-length buckets. Quick check: add debug=smoke.
+set -euo pipefail
+source "$(dirname "$0")/lib/report.sh"
+REPORT_EXTRA=("$@")
+BUCKETS=${BUCKETS:-8,16,24,32}
+
+report_begin attention_types "An encoder-decoder that must squeeze the whole source into one vector degrades \
+as the source grows; attention (global dot, general or concat/additive scores, or local-p) lets the decoder \
+look back at every source position, and helps the more the longer the input (Bahdanau et al. 2015, Fig. 2; \
+Luong et al. 2015, Fig. 6). Luong et al. find general the best global score and local-p better still."
+report_sweep types experiment=attention_types model.attention=none,dot,general,concat,local_p "seed=${SEEDS:-1,2,3}"
+
+# Every run scored per source-length bucket on the whole validation set (greedy, the best checkpoint by chrF):
+# RUN/eval/by_length_val.json, which compare --by-length reads.
+if [ -z "${REUSE:-}" ]; then
+  ls -d "$REPORT_RUNS"/types/*/ | OMP_NUM_THREADS=1 xargs -P "$JOBS" -I RUN \
+    $seqtool eval RUN --greedy --by-length --buckets "$BUCKETS" --json >/dev/null
+fi
+
+report_table "Copy, 4-40 letters: validation exact match (%), chrF and loss, best evaluation of each run" types \
+  --metric val_exact_match --metrics val_exact_match,val_chrf,val_loss --by attention
+report_plot attention_types_by_length.png "exact match (%) per source-length bucket (letters), mean and range \
+over the seeds; seqtool eval --by-length on the whole validation set" types --by-length exact_match --by attention
+report_plot attention_types_by_length_chrf.png "chrF per source-length bucket: graded where exact match is 0" \
+  types --by-length chrf --by attention
+report_plot attention_types_curves.png "validation exact match per evaluation" types --curve val_exact_match \
+  --by attention
+
+verdict=$(${PYTHON:-python3} - "$REPORT_RUNS/types" <<'PY'
+import json, os, pathlib, shlex, subprocess, sys
+from collections import defaultdict
+sweep = pathlib.Path(sys.argv[1])
+seqtool = shlex.split(os.environ.get("SEQTOOL", "seqtool"))
+out = subprocess.run(seqtool + ["compare", str(sweep), "--format", "json", "--metric", "val_exact_match",
+                                "--by", "attention"], capture_output=True, text=True, check=True).stdout
+overall = {str(next(iter(row["config"].values()))): row["metrics"]["val_exact_match"]["best"]
+           for row in json.loads(out)["rows"]}
+# per type and bucket: the scores of its seeds (seqtool eval --by-length, the last bucket the longest)
+buckets, scores = [], defaultdict(lambda: defaultdict(list))
+for record_file in sorted(sweep.glob("*/eval/by_length_val.json")):
+    kind = record_file.parent.parent.name.split("attention=")[1].split(",")[0]
+    for bucket in json.loads(record_file.read_text())["buckets"]:
+        if bucket["bucket"] not in buckets:
+            buckets.append(bucket["bucket"])
+        for metric in ("exact_match", "chrf"):
+            scores[kind][(bucket["bucket"], metric)].append(bucket[metric])
+def mean(kind, bucket, metric):
+    values = scores[kind][(bucket, metric)]
+    return sum(values) / len(values)
+short, long = buckets[0], buckets[-1]
+types = [t for t in ("dot", "general", "concat", "local_p") if t in scores]
+none_short, none_long = mean("none", short, "chrf"), mean("none", long, "chrf")
+degrades = none_long < none_short
+gains = {t: (mean(t, short, "chrf") - none_short, mean(t, long, "chrf") - none_long) for t in types}
+grows = [t for t, (at_short, at_long) in gains.items() if at_long > at_short]
+ranking = sorted(overall, key=lambda t: -overall[t]["mean"])
+def em(kind, bucket):
+    return f"{mean(kind, bucket, 'exact_match'):.0f}"
+print(
+    "Validation exact match, mean ± std over the seeds (best evaluation): "
+    + ", ".join(f"{t} {overall[t]['mean']:.1f} ± {overall[t]['std'] or 0:.1f}" for t in ranking) + ". "
+    + f"Per source length (seqtool eval --by-length), shortest bucket ({short} letters) → longest ({long} letters): "
+    + "; ".join(f"{t} exact match {em(t, short)} → {em(t, long)} %, chrF {mean(t, short, 'chrf'):.1f} → "
+                f"{mean(t, long, 'chrf'):.1f}" for t in ["none", *types]) + ". "
+    + f"The no-attention model {'degrades' if degrades else 'does not degrade'} with length (chrF "
+    + f"{none_short:.1f} → {none_long:.1f}). Gain of attention over none in chrF, shortest → longest bucket: "
+    + ", ".join(f"{t} {a:+.1f} → {b:+.1f}" for t, (a, b) in gains.items()) + ". "
+    + ("The claim held: the no-attention model degrades with length and every attention type gains more on "
+       "the longest sources than on the shortest." if degrades and len(grows) == len(types) else
+       f"The claim held in part: the gain grows with length for {', '.join(grows) or 'no attention type'}"
+       f"{'' if degrades else ', and the no-attention model does not degrade'}." if degrades or grows else
+       "The claim did not hold on this budget.")
+    + f" Best attention here: {ranking[0]}"
+    + (" (as Luong et al. find local-p best)." if ranking[0] == "local_p" else
+       " (Luong et al. find local-p best, general the best global score)."))
+PY
+)
+report_text "**Verdict (measured).** $verdict"
+report_text "**What differs from the papers.** Bahdanau et al. (2015) and Luong et al. (2015) translate \
+English-French and English-German (WMT, millions of sentence pairs, four-layer LSTMs of 1000 units, days of \
+GPU training) and score BLEU by sentence length; here a one-layer LSTM of 64 units copies random letter \
+strings for 800 steps of at most 1,024 tokens each, and the scores are exact match and chrF (BLEU of \
+one unbroken 'word' per line is 0). Copying needs exactly the monotone alignment that attention provides, so \
+the gap is larger than on real language, and the ranking of the scores reflects how fast each learns that \
+alignment in 800 steps rather than translation quality. Local-p here predicts its window centre with the \
+general score inside it, as Luong et al.'s local-p, but renormalises the weights over the window (D = 5). \
+Luong et al.'s source reversal is kept in every configuration (recipes/source_reversal.sh measures what it \
+does without attention)."
+report_end
