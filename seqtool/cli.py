@@ -263,7 +263,14 @@ def compare(
         None, "--by-length", help="With --plot: bleu, chrf or exact_match per source-length bucket."
     ),
     split: str = typer.Option(
-        "val", "--split", help="--by-length reads eval/by_length_<split>.json: val, test or files."
+        "val", "--split", help="The split --by-length, --by-horizon and --evals read: val, test (or files)."
+    ),
+    wall_time: bool = typer.Option(False, "--wall-time", help="With --curve: against training seconds."),
+    by_horizon: str | None = typer.Option(
+        None, "--by-horizon", help="With --plot: mse, ssim, mae or psnr per predicted frame (video)."
+    ),
+    evals: bool = typer.Option(
+        False, "--evals", help="Rows from every `seqtool eval` of the runs, its search settings as keys."
     ),
 ) -> None:
     """Compare runs: one row per configuration (the config keys that differ), seeds as mean ± std.
@@ -279,21 +286,43 @@ def compare(
       seqtool compare SWEEP --plot lag.png --x lag --metric val_accuracy   [dim]# one line per cell[/dim]
 
       seqtool compare SWEEP --plot len.png --by-length bleu   [dim]# after seqtool eval RUN --by-length[/dim]
+
+      seqtool compare SWEEP --plot time.png --curve val_bleu --wall-time
+
+      seqtool compare SWEEP --plot horizon.png --by-horizon ssim   [dim]# video: one line per model[/dim]
+
+      seqtool compare RUN --evals --by beam,length_penalty   [dim]# after seqtool eval RUN --beam K ...[/dim]
     """
     from seqtool import compare as comparing
     from seqtool.errors import UserError
 
     comparing.check_format(output_format, plot)
     runs, warnings = comparing.load_runs(paths)
+    if evals:
+        runs, skipped = comparing.evaluation_runs(runs, split)
+        warnings += skipped
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     only = metrics.split(",") if metrics else None
     result = comparing.compare(runs, metric=metric, by=by.split(",") if by else None, only=only)
-    if x is not None and plot is None:
-        raise UserError("--x draws a plot: give --plot FILE.png")
-    if by_length is not None and (plot is None or x is not None):
-        raise UserError("--by-length draws a plot of its own: give --plot FILE.png, and no --x")
-    if plot is not None and by_length is not None:
+    result.evaluations = evals
+    drawings = [name for name, given in (("--x", x), ("--by-length", by_length), ("--by-horizon", by_horizon),
+                                         ("--wall-time", wall_time)) if given]  # fmt: skip
+    if len(drawings) > 1:
+        raise UserError(f"{' and '.join(drawings)} draw different plots: give one")
+    if drawings and plot is None:
+        raise UserError(f"{drawings[0]} draws a plot: give --plot FILE.png")
+    if plot is not None and by_horizon is not None:
+        from seqtool.plots import plot_compare_against
+
+        lines, baselines, skipped = comparing.by_horizon(result, by_horizon, split)
+        for warning in skipped:
+            typer.echo(f"warning: {warning}", err=True)
+        title = f"{by_horizon} per predicted frame ({split})"
+        plot_compare_against(lines, plot, x="predicted frame", metric=by_horizon, ylabel=by_horizon,
+                             log_y=False, title=title, dashed=baselines)  # fmt: skip
+        typer.echo(f"plot: {plot}", err=True)
+    elif plot is not None and by_length is not None:
         from seqtool.plots import plot_compare_against
 
         lines, tokens, skipped = comparing.by_length(result, by_length, split)
@@ -312,7 +341,8 @@ def compare(
     elif plot is not None:
         from seqtool.plots import plot_compare_curves
 
-        plot_compare_curves(comparing.curves(result, curve), plot, name=curve)
+        found = comparing.curves(result, curve, seconds=wall_time)
+        plot_compare_curves(found, plot, name=curve, xlabel="training seconds" if wall_time else "step")
         typer.echo(f"plot: {plot}", err=True)
     if output_format == "table":
         comparing.print_table(result)

@@ -8,8 +8,10 @@ evaluate(run, ...)     the task's metrics of a split (or of --src/--ref files) w
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +131,9 @@ class LoadedRun:
     task: Task
     model: nn.Module
     device: torch.device
+    run_dir: Path | None = None  # where `seqtool eval` records its results (None: in memory, not recorded)
+    checkpoint: str | None = None  # best or last, as loaded
+    step: int | None = None  # the checkpoint's training step
 
 
 def load_run(run_dir: Path, *, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
@@ -142,7 +147,9 @@ def load_run(run_dir: Path, *, checkpoint: str = "best", device: str = "auto") -
     task, model = build(cfg, Path(run_dir), torch_device)
     load_model_weights(model, saved, expected_model=str(cfg.model._target_))
     model.eval()
-    return LoadedRun(cfg=cfg, task=task, model=model, device=torch_device)
+    step = saved.meta.get("step")
+    return LoadedRun(cfg=cfg, task=task, model=model, device=torch_device, run_dir=Path(run_dir),
+                     checkpoint=directory.name, step=step if isinstance(step, int) else None)  # fmt: skip
 
 
 def decode(run: LoadedRun, options: DecodeOptions) -> str | None:
@@ -176,5 +183,30 @@ def evaluate(
         raise UserError("--src and --ref go together")
     if src is not None:
         split = run.task.add_split("files", src=src, ref=ref)
+    started = time.perf_counter()
     with torch.no_grad():
-        return run.task.evaluate(run.model, split, search=search, by_length=by_length)
+        metrics = run.task.evaluate(run.model, split, search=search, by_length=by_length)
+    if run.run_dir is not None:
+        record_evaluation(run, split, search, metrics, seconds=time.perf_counter() - started)
+    return metrics
+
+
+def record_evaluation(
+    run: LoadedRun, split: str, search: SearchSettings, metrics: dict[str, Any], *, seconds: float
+) -> None:
+    """Append the evaluation to RUN/eval/evals.jsonl, which `seqtool compare RUN --evals` reads: the
+    split, the checkpoint, the search settings (strategy "default": the task's own), the numbers."""
+    strategy = search.strategy
+    settings = {
+        "strategy": "default" if strategy is None else type(strategy).__name__.lower(),
+        "beam": getattr(strategy, "size", 1 if strategy is not None else None),
+        "length_penalty": getattr(strategy, "alpha", 0.0 if strategy is not None else None),
+        "max_len": search.max_len, "min_len": search.min_len, "no_repeat_ngram": search.no_repeat_ngram,
+    }  # fmt: skip
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    record = {"split": split, "checkpoint": run.checkpoint, "step": run.step, "search": settings,
+              "metrics": numbers, "seconds": round(seconds, 3)}  # fmt: skip
+    target = run.run_dir / "eval" / "evals.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")

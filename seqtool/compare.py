@@ -32,7 +32,11 @@ FORMATS = ("table", "md", "csv", "json")
 HIGHER_IS_BETTER = (
     "bleu", "chrf", "accuracy", "exact_match", "ssim", "psnr", "cider", "agreement", "f1", "rouge", "meteor",
 )  # fmt: skip
-NOT_CURVES = ("step", "time")  # logged numbers that are no curve of their own
+SPLITS = (
+    "val",
+    "test",
+)  # a metric is SPLIT_NAME: val_* from training, test_* from `seqtool eval --split test`
+NOT_CURVES = ("step", "time", "params")  # logged numbers that are no curve of their own
 
 Mode = Literal["min", "max"]
 
@@ -79,6 +83,7 @@ class Row:
     runs: list[Run]
     metrics: dict[str, MetricStats] = field(default_factory=dict)
     time: Stat = Stat(())
+    params: Stat = Stat(())
 
 
 @dataclass
@@ -87,6 +92,12 @@ class Comparison:
     metric: str | None  # the metric that sorts the rows; None while no run has evaluated
     modes: dict[str, Mode]  # every evaluated metric -> min or max, in column order
     rows: list[Row]
+    evaluations: bool = False  # rows of `seqtool eval` records (--evals): time is the evaluation's
+
+    @property
+    def sized(self) -> bool:
+        """Whether the runs logged their parameter count (runs older than that column did not)."""
+        return any(row.params.values for row in self.rows)
 
 
 # ------------------------------------------------------------------------------------- finding runs
@@ -243,17 +254,18 @@ def group(runs: list[Run], keys: list[str]) -> list[Row]:
 def metric_mode(name: str, runs: list[Run]) -> Mode:
     """min or max: the runs' trainer.eval_mode for their eval_metric, else the name rule above."""
     for run in runs:
-        if name == f"val_{run.config.get('trainer.eval_metric')}" and run.config.get("trainer.eval_mode"):
+        watched = {f"{split}_{run.config.get('trainer.eval_metric')}" for split in SPLITS}
+        if name in watched and run.config.get("trainer.eval_mode"):
             return run.config["trainer.eval_mode"]
     return "max" if any(word in name.lower() for word in HIGHER_IS_BETTER) else "min"
 
 
 def evaluated_metrics(runs: list[Run]) -> list[str]:
-    """The numeric val_* keys of the runs, in the order they were first logged."""
+    """The numeric val_* (and test_*) keys of the runs, in the order they were first logged."""
     return list(
         dict.fromkeys(
             key for run in runs for record in run.records for key, value in record.items()
-            if key.startswith("val_") and _is_number(value)
+            if key.startswith(tuple(f"{split}_" for split in SPLITS)) and _is_number(value)
         )
     )  # fmt: skip
 
@@ -298,7 +310,13 @@ def aggregate(row: Row, modes: dict[str, Mode]) -> Row:
         steps = tuple(float(step) for _, _, step in per_run if step is not None)
         row.metrics[name] = MetricStats(final=Stat(finals), best=Stat(bests), best_step=Stat(steps))
     row.time = Stat(tuple(t for run in row.runs if (t := wall_time(run)) is not None))
+    row.params = Stat(tuple(n for run in row.runs if (n := parameters(run)) is not None))
     return row
+
+
+def parameters(run: Run) -> float | None:
+    """The trainable parameters the trainer logged on the run's first line (None before it did)."""
+    return next((float(r["params"]) for r in run.records if _is_number(r.get("params"))), None)
 
 
 def compare(
@@ -324,7 +342,7 @@ def _only(wanted: list[str], names: list[str]) -> list[str]:
     """--metrics: the named metric columns, in the order given."""
     kept = []
     for name in wanted:
-        found = name if name in names else f"val_{name}"
+        found = _named(name, names)
         if found not in names:
             raise UserError(f"--metrics {name}: the runs evaluated {', '.join(names) or 'nothing yet'}")
         kept.append(found)
@@ -334,15 +352,19 @@ def _only(wanted: list[str], names: list[str]) -> list[str]:
 def _sort_metric(metric: str | None, names: list[str], runs: list[Run]) -> str | None:
     """--metric (NAME or val_NAME), else the eval_metric most runs watched, else the first evaluated."""
     if metric is None:
-        watched = [f"val_{run.config.get('trainer.eval_metric')}" for run in runs]
+        watched = [_named(str(run.config.get("trainer.eval_metric")), names) for run in runs]
         metric = max(dict.fromkeys(watched), key=watched.count)
         return metric if metric in names else next(iter(names), None)
-    if metric not in names and f"val_{metric}" in names:
-        metric = f"val_{metric}"
+    metric = _named(metric, names)
     if metric not in names:
         evaluated = ", ".join(names) if names else "nothing yet (no val_* keys in metrics.jsonl)"
         raise UserError(f"--metric {metric}: the runs evaluated {evaluated}")
     return metric
+
+
+def _named(name: str, names: list[str]) -> str:
+    """NAME -> the evaluated column it means: itself, val_NAME or test_NAME (the first present)."""
+    return next((found for found in (name, *(f"{split}_{name}" for split in SPLITS)) if found in names), name)
 
 
 def _sort_key(row: Row, metric: str, mode: Mode) -> tuple[bool, float]:
@@ -356,14 +378,15 @@ def _sort_key(row: Row, metric: str, mode: Mode) -> tuple[bool, float]:
 def columns(comparison: Comparison) -> list[str]:
     """The table's headers: the configuration keys, n, final and best of each metric, best step, time."""
     metrics = [f"{name} {which}" for name in comparison.modes for which in ("final", "best")]
-    return [*comparison.keys, "n", *metrics, "best step", "time (s)"]
+    size = ["params"] if comparison.sized else []
+    return [*comparison.keys, "n", *metrics, "best step", "time (s)", *size]
 
 
 def _stats(row: Row, comparison: Comparison) -> list[Stat]:
     """The statistic behind each numeric column, in column order."""
     stats = [s for name in comparison.modes for s in (row.metrics[name].final, row.metrics[name].best)]
     best_step = row.metrics[comparison.metric].best_step if comparison.metric else Stat(())
-    return [*stats, best_step, row.time]
+    return [*stats, best_step, row.time, *([row.params] if comparison.sized else [])]
 
 
 def show_value(value: Any) -> str:
@@ -378,7 +401,7 @@ def show_number(value: float | None, digits: int = 4) -> str:
         return "—"
     if not math.isfinite(value):
         return str(value)  # nan, inf, -inf: a diverged run stays visible
-    if float(value).is_integer() and abs(value) < 1e6:
+    if float(value).is_integer() and abs(value) < 1e10:  # counts such as params print whole
         return str(int(value))
     return f"{value:.{digits}g}"
 
@@ -400,7 +423,12 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
 
 
 def caption(comparison: Comparison) -> str:
-    runs = f"{sum(len(row.runs) for row in comparison.rows)} runs in {len(comparison.rows)} configurations"
+    things = "evaluations" if comparison.evaluations else "runs"
+    runs = (
+        f"{sum(len(row.runs) for row in comparison.rows)} {things} in {len(comparison.rows)} configurations"
+    )
+    if comparison.evaluations:
+        runs += "; time: seconds of the evaluation"
     if comparison.metric is None:
         return f"{runs}; no evaluation yet"
     direction = "lowest" if comparison.modes[comparison.metric] == "min" else "highest"
@@ -450,7 +478,7 @@ def _markdown_line(cells: list[str]) -> str:
 def to_csv(comparison: Comparison) -> str:
     """One line per configuration; each statistic as a mean column and a _std column (empty for n=1)."""
     stats = [f"{name}_{which}" for name in comparison.modes for which in ("final", "best")]
-    numeric = [*stats, "best_step", "time_s"]
+    numeric = [*stats, "best_step", "time_s", *(["params"] if comparison.sized else [])]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*comparison.keys, "n", *(c for name in numeric for c in (name, f"{name}_std"))])
@@ -477,7 +505,8 @@ def _as_dict(comparison: Comparison) -> dict[str, Any]:
 
     rows = [
         {"config": row.config, "n": len(row.runs), "runs": [str(run.path) for run in row.runs],
-         "metrics": {name: metric(name, row) for name in comparison.modes}, "time_s": stat(row.time)}
+         "metrics": {name: metric(name, row) for name in comparison.modes}, "time_s": stat(row.time),
+         "params": stat(row.params)}
         for row in comparison.rows
     ]  # fmt: skip
     return {"metric": comparison.metric, "keys": comparison.keys, "rows": rows}
@@ -603,6 +632,113 @@ def _check_disjoint(buckets: list[tuple[str, int, float]]) -> None:
             )
 
 
+# ---------------------------------------------------------------------------------- by horizon step
+HORIZON_METRICS = ("mse", "mae", "ssim", "psnr")
+HORIZON_BASELINES = ("copy_last",)  # drawn dashed beside the models; zeros is too weak to show
+
+
+def by_horizon(
+    comparison: Comparison, metric: str, split: str = "val"
+) -> tuple[dict[str, list[Point]], dict[str, list[tuple[int, float]]], list[str]]:
+    """A video metric per predicted frame from each run's plots/horizon_<split>.json (written at every
+    evaluation in training and by `seqtool eval RUN`): ({label: [(step 1..K, Stat over its seeds)]},
+    {baseline: [(step, mean over every run)]}, one warning per run without the file)."""
+    if metric not in HORIZON_METRICS:
+        raise UserError(f"--by-horizon {metric}: use one of {', '.join(HORIZON_METRICS)}")
+    if split not in ("val", "test"):
+        raise UserError(f"--split {split}: use val or test")
+    found: dict[str, list[list[float]]] = {}
+    baselines: dict[str, list[list[float]]] = {}
+    warnings: list[str] = []
+    for row in comparison.rows:
+        for run in row.runs:
+            if (curves := _read_horizon(run, split, metric, warnings)) is None:
+                continue
+            found.setdefault(label(row, comparison.keys), []).append(curves["model"][metric])
+            for name in HORIZON_BASELINES:
+                if metric in curves.get(name, {}):
+                    baselines.setdefault(name, []).append(curves[name][metric])
+    if not found:
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        raise UserError(f"--by-horizon: nothing to draw: {warnings[0]}{more}")
+    lines = {
+        name: [
+            (k + 1, Stat(tuple(run[k] for run in per_run if k < len(run))))
+            for k in range(max(map(len, per_run)))
+        ]
+        for name, per_run in found.items()
+    }
+    dashed = {
+        name: [(k + 1, sum(run[k] for run in per_run) / len(per_run)) for k in range(min(map(len, per_run)))]
+        for name, per_run in baselines.items()
+    }
+    return lines, dashed, warnings
+
+
+def _read_horizon(run: Run, split: str, metric: str, warnings: list[str]) -> dict[str, Any] | None:
+    file = run.path / "plots" / f"horizon_{split}.json"
+    if not file.is_file():
+        warnings.append(f"skipped {run.path}: no plots/{file.name} (a video run writes it when it evaluates)")
+        return None
+    try:
+        curves = json.loads(file.read_text(encoding="utf-8"))
+        values = curves["model"][metric]
+        if not (isinstance(values, list) and values and all(map(_is_number, values))):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        warnings.append(f"skipped {run.path}: {file} holds no {metric} per horizon step")
+        return None
+    return curves
+
+
+# ------------------------------------------------------------------------------- evaluations (eval)
+EVALS_FILE = "evals.jsonl"  # RUN/eval/evals.jsonl: one line per `seqtool eval`
+
+
+def evaluation_runs(runs: list[Run], split: str = "val") -> tuple[list[Run], list[str]]:
+    """`--evals`: every `seqtool eval` of `split` made on the runs, each as a run of its own whose config
+    is its run's plus the search settings (eval.beam, eval.length_penalty, ...) and whose one record
+    holds the metrics as {split}_NAME and the evaluation's seconds as its time. A repeated evaluation
+    (same checkpoint, same settings) counts once, the latest; a run never evaluated is a warning."""
+    found, warnings = [], []
+    for run in runs:
+        file = run.path / "eval" / EVALS_FILE
+        if not file.is_file():
+            warnings.append(f"skipped {run.path}: no eval/{EVALS_FILE}; run `seqtool eval {run.path}`")
+            continue
+        latest: dict[str, dict[str, Any]] = {}
+        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                record = _evaluation(line, f"{file}:{number}")
+                if record["split"] == split:
+                    settings = {"checkpoint": record.get("checkpoint"), **record["search"]}
+                    latest[json.dumps(settings, sort_keys=True)] = record | {"settings": settings}
+        for record in latest.values():
+            config = run.config | {f"eval.{key}": value for key, value in record["settings"].items()}
+            metrics = {f"{split}_{k}": v for k, v in record["metrics"].items() if _is_number(v)}
+            entry = {"step": record.get("step") or 0, **metrics, "time": record.get("seconds", 0.0)}
+            found.append(Run(path=run.path, config=config, records=[entry]))
+    if not found:
+        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+        reason = warnings[0] if warnings else f"no evaluation of the {split} split"
+        raise UserError(f"--evals: nothing to compare: {reason}{more}")
+    return found, warnings
+
+
+def _evaluation(line: str, where: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        raise UserError(f"{where}: not a JSON object") from None
+    valid = (
+        isinstance(record, dict) and isinstance(record.get("split"), str)
+        and isinstance(record.get("search"), dict) and isinstance(record.get("metrics"), dict)
+    )  # fmt: skip
+    if not valid:
+        raise UserError(f"{where}: not an evaluation record (split, search, metrics)")
+    return record
+
+
 # -------------------------------------------------------------------------------------------- curves
 def label(row: Row, keys: list[str]) -> str:
     """A configuration as its overrides: model.cell=gru trainer.clip_norm=1.0."""
@@ -611,8 +747,11 @@ def label(row: Row, keys: list[str]) -> str:
     return " ".join(f"{key}={show_value(row.config[key])}" for key in keys)
 
 
-def curves(comparison: Comparison, name: str) -> dict[str, list[tuple[list[int], list[float]]]]:
-    """For each configuration, one (steps, values) series of the metrics.jsonl key `name` per run."""
+def curves(
+    comparison: Comparison, name: str, *, seconds: bool = False
+) -> dict[str, list[tuple[list[float], list[float]]]]:
+    """For each configuration, one (steps, values) series of the metrics.jsonl key `name` per run;
+    seconds: against the run's training wall time instead of its steps."""
     available = list(dict.fromkeys(
         key for row in comparison.rows for run in row.runs for record in run.records
         for key, value in record.items() if _is_number(value) and key not in NOT_CURVES
@@ -622,14 +761,45 @@ def curves(comparison: Comparison, name: str) -> dict[str, list[tuple[list[int],
     found = {}
     for row in comparison.rows:
         series = [_series(run, name) for run in row.runs]
+        if seconds:  # every seed's point of a step at the seeds' mean time of it: one band, as for steps
+            series = _at_mean_seconds(row.runs, name, series)
         if series := [s for s in series if s[0]]:
             found[label(row, comparison.keys)] = series
     return found
 
 
-def _series(run: Run, name: str) -> tuple[list[int], list[float]]:
+def _series(run: Run, name: str) -> tuple[list[float], list[float]]:
     points = [(record["step"], float(record[name])) for record in run.records if _is_number(record.get(name))]
     return [step for step, _ in points], [value for _, value in points]
+
+
+def _at_mean_seconds(runs: list[Run], name: str, series: list[tuple[list[float], list[float]]]):
+    """Step series of `name` -> the same values against the mean over the runs of the seconds each step's
+    value was logged at."""
+    times: dict[float, list[float]] = {}
+    for run in runs:
+        for record, seconds in zip(run.records, _elapsed(run)):
+            if _is_number(record.get(name)) and seconds is not None:
+                times.setdefault(record["step"], []).append(seconds)
+    mean = {step: sum(found) / len(found) for step, found in times.items()}
+    timed = []
+    for steps, values in series:
+        points = [(mean[step], value) for step, value in zip(steps, values) if step in mean]
+        timed.append(([x for x, _ in points], [value for _, value in points]))
+    return timed
+
+
+def _elapsed(run: Run) -> list[float | None]:
+    """Each record's seconds since the run began, resumed segments added up as wall_time() does; a
+    record without "time" takes the one before it (None before any)."""
+    elapsed, offset, last = [], 0.0, None
+    for record in run.records:
+        if _is_number(record.get("time")):
+            if last is not None and record["time"] < last:
+                offset += last
+            last = float(record["time"])
+        elapsed.append(None if last is None else offset + last)
+    return elapsed
 
 
 def check_format(output_format: str, plot: Path | None) -> None:

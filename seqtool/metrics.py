@@ -23,11 +23,19 @@ def bits_per_char(loss: float) -> float:
 
 def bleu(hypotheses: list[str], references: list[str], *, lowercase: bool = False) -> tuple[float, str]:
     """Corpus BLEU (0-100) of one reference per hypothesis, and sacrebleu's signature string."""
+    score, signature, _ = _bleu(hypotheses, references, lowercase=lowercase)
+    return score, signature
+
+
+def _bleu(hypotheses: list[str], references: list[str], *, lowercase: bool) -> tuple[float, str, float]:
+    """BLEU, its signature, and the length ratio hypothesis / reference tokens that its brevity penalty
+    reads (sacrebleu's `ratio`: below 1, the output is too short)."""
     from sacrebleu.metrics import BLEU
 
     metric = BLEU(lowercase=lowercase)
     score = metric.corpus_score(hypotheses, [references])
-    return float(score.score), str(metric.get_signature())
+    ratio = score.sys_len / score.ref_len if score.ref_len else 0.0
+    return float(score.score), str(metric.get_signature()), float(ratio)
 
 
 def chrf(hypotheses: list[str], references: list[str], *, lowercase: bool = False) -> float:
@@ -54,12 +62,14 @@ def exact_match(hypotheses: list[str], references: list[str], *, lowercase: bool
 def translation_metrics(
     hypotheses: list[str], references: list[str], *, lowercase: bool = False
 ) -> dict[str, float | str]:
-    """bleu, chrf, exact_match (all 0-100) and the BLEU signature."""
-    score, signature = bleu(hypotheses, references, lowercase=lowercase)
+    """bleu, chrf, exact_match (all 0-100), length_ratio (hypothesis / reference tokens, BLEU's
+    tokenisation) and the BLEU signature."""
+    score, signature, ratio = _bleu(hypotheses, references, lowercase=lowercase)
     return {
         "bleu": score,
         "chrf": chrf(hypotheses, references, lowercase=lowercase),
         "exact_match": exact_match(hypotheses, references, lowercase=lowercase),
+        "length_ratio": ratio,
         "signature": signature,
     }
 

@@ -78,7 +78,12 @@ def _mark_nonfinite(axis, steps: list[int], *, color: str, label: str | None = N
 
 
 def plot_compare_curves(
-    curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, *, name: str, title: str = ""
+    curves: dict[str, list[tuple[list[int], list[float]]]],
+    path: Path,
+    *,
+    name: str,
+    title: str = "",
+    xlabel: str = "step",
 ) -> Path:
     """One metrics.jsonl curve of several configurations: curves[label] -> one (steps, values) series
     per seed, drawn as the seeds' mean with a min-max band. Log y when the finite values span more than
@@ -102,7 +107,7 @@ def plot_compare_curves(
         finite += [v for v in low + high if math.isfinite(v)]
     if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
         axis.set_yscale("log")
-    axis.set(xlabel="step", ylabel=name, title=title or name)
+    axis.set(xlabel=xlabel, ylabel=name, title=title or name)
     axis.legend(fontsize="small")
     _save(figure, path)
     return path
@@ -118,10 +123,12 @@ def plot_compare_against(
     chance: list[tuple[object, float]] | None = None,
     ylabel: str | None = None,
     log_y: bool = True,
+    dashed: dict[str, list[tuple[object, float]]] | None = None,
 ) -> Path:
     """A metric against a config key: lines[label] -> [(x value, Stat of the seeds)], drawn as the mean
     with ±1 std error bars; numeric x on a linear axis (log when it spans more than two decades),
-    other values as categories; `chance` [(x value, level)] dashed. Log y when the finite means span
+    other values as categories; `chance` [(x value, level)] dashed grey, each of `dashed` (a baseline:
+    {label: [(x value, level)]}) dashed in a colour of its own. Log y when the finite means span
     more than two decades, unless log_y is False. ylabel: default "best METRIC"."""
     import matplotlib
 
@@ -139,9 +146,10 @@ def plot_compare_against(
         count = max((len(stat.values) for _, stat in points), default=0)
         axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=f"{label} (n={count})")
         means += [y for y in ys if math.isfinite(y)]
-    if chance:
-        xs = [value if numeric else categories.index(str(value)) for value, _ in chance]
-        axis.plot(xs, [level for _, level in chance], "--", color="grey", label="chance")
+    for label, points in (({"chance": chance} if chance else {}) | (dashed or {})).items():
+        xs = [value if numeric else categories.index(str(value)) for value, _ in points]
+        grey = {"color": "grey"} if label == "chance" else {}
+        axis.plot(xs, [level for _, level in points], "--", label=label, **grey)
     if numeric:
         values = [float(v) for points in lines.values() for v, _ in points if float(v) > 0]
         if values and max(values) / min(values) > 100:

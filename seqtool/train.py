@@ -123,14 +123,17 @@ class Trainer:
             ) as bar,
         ):
             window = _Window()
+            # the model's size rides on the first log line of a run: `seqtool compare` shows it
+            size = {"params": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
+            first_log = size if self.step == 0 else {}
             while self.step < self.max_steps and not self._early_stopped():
                 stats = self.train_step(batches)
                 self.step += 1
                 window.add(stats)
                 bar.update(self.step, stats)
                 if self.step % self.log_every == 0 or self.step == self.max_steps:
-                    log(window.summary(self.step) | self._replica_check())
-                    window = _Window()
+                    log(window.summary(self.step) | self._replica_check() | first_log)
+                    window, first_log = _Window(), {}
                 if self.step % self.eval_every == 0 or self.step == self.max_steps:
                     last_eval = self.evaluate_and_checkpoint(log)
                     bar.note(self.step, last_eval)

@@ -116,7 +116,16 @@ def test_eval_json_carries_the_buckets_beside_the_metrics_and_writes_them(synthe
     result = runner.invoke(app, ["eval", str(synthetic_run), "--greedy", "--by-length", "--json"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert list(metrics) == ["loss", "perplexity", "bleu", "chrf", "exact_match", "signature", "by_length"]
+    assert list(metrics) == [
+        "loss",
+        "perplexity",
+        "bleu",
+        "chrf",
+        "exact_match",
+        "length_ratio",
+        "signature",
+        "by_length",
+    ]
     assert all(list(row) == ROW_KEYS and row["low"] == row["high"] for row in metrics["by_length"])
 
     written = json.loads((synthetic_run / "eval" / "by_length_val.json").read_text(encoding="utf-8"))

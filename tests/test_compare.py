@@ -417,3 +417,148 @@ def test_two_real_runs_compare_end_to_end(tmp_path, saved_figures):
         assert row["metrics"]["val_loss"]["best_step"]["values"] == [4.0]
     assert_png(tmp_path / "g.png")
     assert_png(tmp_path / "sweep" / "gru" / "plots" / "curves.png")
+
+
+# ------------------------------------------------------------- size, wall time, horizon, evaluations
+def add_records(run: Path, *records: dict) -> None:
+    with open(run / "metrics.jsonl", "a") as file:
+        file.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def test_params_column_appears_when_the_runs_logged_their_size(tmp_path):
+    old = write_run(tmp_path / "old")
+    assert not compare_dir(old).sized and "params" not in compare.columns(compare_dir(old))
+    for seed, cell, size in ((1, "lstm", 1200), (2, "lstm", 1200), (1, "gru", 900)):
+        run = write_run(tmp_path / "new" / f"{cell}{seed}", seed=seed, cell=cell)
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        first = json.loads(lines[0]) | {"params": size}  # the trainer logs it on its first line
+        (run / "metrics.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    result = compare_dir(tmp_path / "new", by=["cell"])
+    assert compare.columns(result)[-1] == "params"
+    assert {row.config["model.cell"]: row.params.mean for row in result.rows} == {"gru": 900, "lstm": 1200}
+    assert compare.to_markdown(result).splitlines()[2].endswith("| 900 |")  # gru sorts first
+
+
+def test_curves_against_training_seconds_add_resumed_segments(tmp_path):
+    """The x of each evaluation is the seeds' mean elapsed time at its step; a resumed run's clock
+    restarts at 0 and its segments add up."""
+    write_run(tmp_path / "a", seed=1, times=[1, 2, 3, 4, 5, 6])
+    write_run(tmp_path / "b", seed=2, times=[1, 2, 3, 1, 2, 4])  # resumed after step 3: 3 + 1, 3 + 2, 3 + 4
+    result = compare_dir(tmp_path)
+    ((label, series),) = compare.curves(result, "val_loss", seconds=True).items()
+    assert label == "all runs"
+    # these val_* records carry no time of their own: the train record's before them is theirs
+    assert [xs for xs, _ in series] == [[2.0, 4.0, 6.5], [2.0, 4.0, 6.5]]
+    assert [xs for xs, _ in compare.curves(result, "val_loss")[label]] == [[2, 4, 6], [2, 4, 6]]
+
+
+def write_horizon(run: Path, model: list[float], copy_last: list[float], split: str = "val") -> None:
+    (run / "plots").mkdir(parents=True, exist_ok=True)
+    curves = {"model": {"mse": model, "ssim": [0.9] * len(model)}, "copy_last": {"mse": copy_last},
+              "zeros": {"mse": [1.0] * len(model)}}  # fmt: skip
+    (run / "plots" / f"horizon_{split}.json").write_text(json.dumps(curves))
+
+
+def test_by_horizon_one_line_per_configuration_and_the_copy_last_baseline(tmp_path, saved_figures):
+    runs = (
+        (1, "lstm", [1.0, 3.0], [2.0, 4.0]),
+        (2, "lstm", [3.0, 5.0], [2.0, 6.0]),
+        (1, "gru", [0.5, 0.5], [2.0, 4.0]),
+    )
+    for seed, cell, model, copy_last in runs:
+        write_horizon(write_run(tmp_path / "sweep" / f"{cell}{seed}", seed=seed, cell=cell), model, copy_last)
+    write_run(tmp_path / "sweep" / "never_evaluated", cell="rnn")
+    lines, baselines, warnings = compare.by_horizon(compare_dir(tmp_path / "sweep"), "mse")
+    assert {label: [(k, s.values) for k, s in points] for label, points in lines.items()} == {
+        "model.cell=gru": [(1, (0.5,)), (2, (0.5,))],
+        "model.cell=lstm": [(1, (1.0, 3.0)), (2, (3.0, 5.0))],
+    }
+    assert baselines == {"copy_last": [(1, 2.0), (2, 14.0 / 3)]}  # the mean over every run
+    assert len(warnings) == 1 and "never_evaluated: no plots/horizon_val.json" in warnings[0]
+
+    result = runner.invoke(app, ["compare", str(tmp_path / "sweep"), "--plot", str(tmp_path / "h.png"),
+                                 "--by-horizon", "mse"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert_png(tmp_path / "h.png")
+    axis = saved_figures[-1].axes[0]
+    assert "copy_last" in axis.get_legend_handles_labels()[1] and axis.get_xlabel() == "predicted frame"
+    with pytest.raises(UserError, match="--by-horizon bleu: use one of mse, mae, ssim, psnr"):
+        compare.by_horizon(compare_dir(tmp_path / "sweep"), "bleu")
+
+
+def write_evaluation(run: Path, beam: int, bleu: float, *, split: str = "val", alpha: float = 0.0) -> None:
+    """One line of RUN/eval/evals.jsonl as `seqtool eval RUN --beam BEAM` appends it."""
+    search = {"strategy": "beam", "beam": beam, "length_penalty": alpha, "max_len": None, "min_len": 0,
+              "no_repeat_ngram": 0}  # fmt: skip
+    metrics = {"bleu": bleu, "length_ratio": 1.0, "signature": "x"}
+    record = {"split": split, "checkpoint": "best", "step": 6, "search": search, "metrics": metrics,
+              "seconds": beam / 10}  # fmt: skip
+    (run / "eval").mkdir(exist_ok=True)
+    with open(run / "eval" / "evals.jsonl", "a") as file:
+        file.write(json.dumps(record) + "\n")
+
+
+def test_evals_are_rows_of_the_search_settings_over_the_seeds(tmp_path, saved_figures):
+    for seed, bleus in ((1, {1: 20.0, 5: 24.0}), (2, {1: 22.0, 5: 26.0})):
+        run = write_run(tmp_path / f"seed{seed}", seed=seed)
+        write_evaluation(run, 5, 0.0)  # an older evaluation with the same settings: the latest counts
+        for beam, bleu in bleus.items():
+            write_evaluation(run, beam, bleu)
+        write_evaluation(run, 5, 99.0, split="test")  # another split: not in a val comparison
+    runs, warnings = compare.load_runs([tmp_path])
+    evaluations, warnings = compare.evaluation_runs(runs)
+    assert warnings == [] and len(evaluations) == 4
+    result = compare.compare(evaluations, metric="bleu")
+    result.evaluations = True
+    assert result.keys == ["eval.beam"] and result.metric == "val_bleu"
+    assert [(row.config["eval.beam"], row.metrics["val_bleu"].best.values) for row in result.rows] == [
+        (5, (24.0, 26.0)),
+        (1, (20.0, 22.0)),
+    ]
+    assert [row.time.mean for row in result.rows] == [0.5, 0.1]  # the evaluations' seconds
+    assert "4 evaluations in 2 configurations; time: seconds of the evaluation" in compare.caption(result)
+
+    test, _ = compare.evaluation_runs(runs, "test")
+    assert compare.compare(test).metric == "test_bleu"
+    invoke(tmp_path, "--evals", "--plot", tmp_path / "beam.png", "--x", "beam", "--metric", "bleu")
+    assert_png(tmp_path / "beam.png")
+    assert [list(line.get_xdata()) for line in saved_figures[-1].axes[0].lines[:1]] == [[1, 5]]
+
+
+def test_each_evaluation_is_recorded_for_compare(tmp_path):
+    """`seqtool eval` appends its settings and numbers to RUN/eval/evals.jsonl (an untrained model)."""
+    from seqtool import commands
+    from seqtool.decode.settings import Beam, SearchSettings
+    from tests.test_translation_task import make_model, make_task
+
+    task = make_task(tmp_path)
+    run = commands.LoadedRun(cfg=None, task=task, model=make_model(task), device=task.device,
+                             run_dir=tmp_path / "run", checkpoint="best", step=40)  # fmt: skip
+    metrics = commands.evaluate(run, "val", SearchSettings(Beam(size=3, alpha=0.6), max_len=20))
+    (line,) = (tmp_path / "run" / "eval" / "evals.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["split"] == "val" and record["checkpoint"] == "best" and record["step"] == 40
+    assert record["search"] == {"strategy": "beam", "beam": 3, "length_penalty": 0.6, "max_len": 20,
+                                "min_len": 0, "no_repeat_ngram": 0}  # fmt: skip
+    assert record["metrics"]["bleu"] == metrics["bleu"] and "signature" not in record["metrics"]
+    assert record["seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--evals"], "--evals: nothing to compare: skipped {run}: no eval/evals.jsonl"),
+        (["--plot", "{tmp}/p.png", "--by-horizon", "mse"], "--by-horizon: nothing to draw: skipped {run}"),
+        (["--by-horizon", "mse"], "--by-horizon draws a plot: give --plot FILE.png"),
+        (["--wall-time"], "--wall-time draws a plot: give --plot FILE.png"),
+        (
+            ["--plot", "{tmp}/p.png", "--x", "cell", "--by-horizon", "mse"],
+            "--x and --by-horizon draw different",
+        ),
+    ],
+)
+def test_bad_uses_of_the_new_views_are_one_line_user_errors(tmp_path, args, fragment):
+    run = write_run(tmp_path / "run")
+    filled = [arg.replace("{tmp}", str(tmp_path)).replace("{run}", str(run)) for arg in [str(run), *args]]
+    assert_user_error(seqtool("compare", *filled), fragment.replace("{run}", str(run)))
+    assert not (tmp_path / "p.png").exists()

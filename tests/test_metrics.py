@@ -49,8 +49,14 @@ def test_exact_match_is_a_percentage():
 
 def test_translation_metrics_carry_the_signature_as_text():
     metrics = translation_metrics(HYPOTHESES, REFERENCES)
-    assert set(metrics) == {"bleu", "chrf", "exact_match", "signature"}
+    assert set(metrics) == {"bleu", "chrf", "exact_match", "length_ratio", "signature"}
     assert isinstance(metrics["signature"], str) and metrics["bleu"] == bleu(HYPOTHESES, REFERENCES)[0]
+
+
+def test_length_ratio_is_the_hypothesis_over_reference_tokens_of_bleu():
+    """BLEU's 13a tokens (punctuation split off): 7+7+4+1 = 19 hypothesis tokens, 7+8+5+1 = 21 reference."""
+    assert translation_metrics(HYPOTHESES, REFERENCES)["length_ratio"] == pytest.approx(19 / 21)
+    assert translation_metrics(["a b c d"], ["a b"])["length_ratio"] == 2.0
 
 
 def test_perplexity_and_bits_per_char():
