@@ -12,7 +12,7 @@
 # translation: on a CPU a translation model learns too little in minutes to measure a difference, and copying
 # puts the first target letter as far from the decoder's start as the source is long, the very distance
 # reversal shortens.
-# The CPU default (~9 min on 2 cores) is conf/experiment/source_reversal.yaml; the GPU size is an override,
+# The CPU default (5 min on 2 cores, measured) is conf/experiment/source_reversal.yaml; the GPU size is an override,
 # e.g.  recipes/source_reversal.sh model.hidden_size=256 trainer.max_steps=5000 device=cuda
 # Quick check: add debug=smoke.
 set -euo pipefail
@@ -88,7 +88,10 @@ of 64 units copies random letter strings for 600 steps of at most 1,024 tokens: 
 without attention is far beyond this model in 600 steps, so the table ranks how fast each setting learns the \
 first letters (loss and chrF), and exact match stays near 0 without attention. A bidirectional encoder \
 gives each direction half of the 64 units; its backward half ends on the first source letter, which is what \
-reversal buys, so it is a second way to the same short path. Input feeding is measured with attention only: \
-without it seqtool's decoder feeds back h̃_t = h_t, the state its recurrence already carries (the option \
+reversal buys, so it is a second way to the same short path. With attention, copying in order is nearly solved in \
+600 steps with input feeding or without (above 90 % exact match), leaving it little to add, and the curve \
+shows the decoder without it learning faster early on; Luong et al.'s gain is on a task far from solved. \
+Input feeding is measured with attention only: \
+without attention seqtool's decoder feeds back h̃_t = h_t, the state its recurrence already carries (the option \
 then adds input weights, not information)."
 report_end
