@@ -36,6 +36,7 @@ def test_video_models(tmp_path):
         assert f"(img/{image})" in report
     verdict = report.split("**Verdict (measured).**", 1)[1].split("\n\n", 1)[0]
     assert "copy-last MSE" in verdict and "ConvLSTM (n=1): MSE" in verdict and "PredRNN (n=1): MSE" in verdict
+    assert "(black frames: MSE below at steps" in verdict
     assert re.search(r"PredRNN's MSE is below ConvLSTM's at steps (none|[0-9, -]+),", verdict), verdict
     assert re.search(r"(Mixed verdict|The claim held|The claim did not hold)\.$", verdict.strip()), verdict
     assert "**What differs from the papers.**" in report and "23.97" in report
