@@ -547,7 +547,7 @@ def against(comparison: Comparison, x: str, runs: list[Run]) -> tuple[str, dict[
     others = [other for other in comparison.keys if other != key]
     lines: dict[str, list[Point]] = {}
     for row in comparison.rows:
-        name = " ".join(f"{other}={show_value(row.config[other])}" for other in others) or comparison.metric
+        name = " ".join(_override(other, row.config[other]) for other in others) or comparison.metric
         lines.setdefault(name, []).append((row.config[key], row.metrics[comparison.metric].best))
     for points in lines.values():
         points.sort(
@@ -741,10 +741,17 @@ def _evaluation(line: str, where: str) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------------- curves
 def label(row: Row, keys: list[str]) -> str:
-    """A configuration as its overrides: model.cell=gru trainer.clip_norm=1.0."""
+    """A configuration as its overrides: model.cell=gru trainer.clip_norm=1.0; a model class by its
+    name alone (model=PredRNN, not model._target_=seqtool.models.predrnn.PredRNN)."""
     if not keys:
         return "all runs" if len(row.runs) > 1 else row.runs[0].path.name
-    return " ".join(f"{key}={show_value(row.config[key])}" for key in keys)
+    return " ".join(_override(key, row.config[key]) for key in keys)
+
+
+def _override(key: str, value: Any) -> str:
+    if key.endswith("._target_") and isinstance(value, str):
+        return f"{key.removesuffix('._target_')}={value.rsplit('.', 1)[-1]}"
+    return f"{key}={show_value(value)}"
 
 
 def curves(

@@ -562,3 +562,17 @@ def test_bad_uses_of_the_new_views_are_one_line_user_errors(tmp_path, args, frag
     filled = [arg.replace("{tmp}", str(tmp_path)).replace("{run}", str(run)) for arg in [str(run), *args]]
     assert_user_error(seqtool("compare", *filled), fragment.replace("{run}", str(run)))
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_model_class_is_labelled_by_its_name(tmp_path):
+    for name in ("convlstm.ConvLSTM", "predrnn.PredRNN"):
+        run = write_run(tmp_path / name)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["model"]["_target_"] = f"seqtool.models.{name}"
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+    result = compare_dir(tmp_path)
+    assert result.keys == ["model._target_"]
+    assert sorted(compare.label(row, result.keys) for row in result.rows) == [
+        "model=ConvLSTM",
+        "model=PredRNN",
+    ]

@@ -5,6 +5,7 @@
 #   source "$(dirname "$0")/lib/report.sh"
 #   report_begin NAME "the claim, in one sentence"
 #   report_sweep SWEEP overrides...                 # seqtool train -m ... run_dir=$REPORT_RUNS/SWEEP
+#   report_eval  SWEEP eval options...              # seqtool eval RUN OPTIONS on every run of the sweep
 #   report_table "title" SWEEP [compare options]    # a compare table (Markdown) in the report
 #   report_plot  FILE.png "caption" SWEEP --curve KEY [compare options]
 #   report_text  "a paragraph"                      # e.g. the verdict, what differs from the paper
@@ -41,6 +42,21 @@ report_sweep() {
   OMP_NUM_THREADS=$((JOBS > 1 ? 1 : ${OMP_NUM_THREADS:-2})) $seqtool "${command[@]:0:2}" "${quiet[@]}" "${command[@]:2}"
 }
 
+report_eval() {
+  # each evaluation is appended to RUN/eval/evals.jsonl: `report_table SWEEP --evals` compares them
+  local sweep=$1
+  shift
+  REPORT_COMMANDS+=("seqtool eval RUN $* --json   # every RUN of $sweep")
+  [ -z "${REUSE:-}" ] || return 0
+  local config running=0
+  while read -r config; do  # JOBS evaluations at a time, one thread each, as the sweep's jobs
+    OMP_NUM_THREADS=$((JOBS > 1 ? 1 : ${OMP_NUM_THREADS:-2})) $seqtool eval "$(dirname "$config")" "$@" --json >/dev/null &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+  done < <(find "$REPORT_RUNS/$sweep" -name config.yaml -not -path '*/.hydra/*' | sort)
+  while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done  # a failed one stops the recipe
+}
+
 report_table() {
   local title=$1 sweep=$2
   shift 2
@@ -67,10 +83,14 @@ report_text() {
 
 report_end() {
   local seconds=$(($(date +%s) - REPORT_START))
+  local commit
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   if [ -n "${REUSE:-}" ] && [ -f "$REPORT_RUNS/wall_seconds" ]; then
     seconds=$(cat "$REPORT_RUNS/wall_seconds")  # the time the runs took, not the report's
+    [ ! -f "$REPORT_RUNS/commit" ] || commit=$(cat "$REPORT_RUNS/commit")  # and the code that made them
   else
     echo "$seconds" >"$REPORT_RUNS/wall_seconds"
+    echo "$commit" >"$REPORT_RUNS/commit"
   fi
   local cpu
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
@@ -79,7 +99,7 @@ report_end() {
     printf '**Claim.** %s\n\n' "$REPORT_CLAIM"
     printf '**Reproduce:** `recipes/%s.sh%s` (writes this page).\n\n' "$REPORT_NAME" "${REPORT_EXTRA:+ ${REPORT_EXTRA[*]}}"
     printf '| | |\n|---|---|\n'
-    printf '| commit | %s |\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    printf '| commit | %s |\n' "$commit"
     printf '| hardware | %s CPU cores%s, %s; torch %s |\n' "$(nproc)" "${cpu:+ ($cpu)}" \
       "$(python3 -c 'import platform; print(platform.system())' 2>/dev/null)" \
       "$(${PYTHON:-python3} -c 'import torch; print(torch.__version__)' 2>/dev/null || echo unknown)"
