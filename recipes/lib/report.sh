@@ -26,6 +26,7 @@ report_begin() {
   REPORT_CLAIM=$2
   REPORT_RUNS=${REUSE:-${RUNS_DIR:-runs/experiments}/$REPORT_NAME/$(date +%Y%m%d-%H%M%S)}
   REPORT_START=$(date +%s)
+  REPORT_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)  # the code the runs are made with
   REPORT_BODY=$(mktemp)
   REPORT_COMMANDS=()
   mkdir -p "$REPORT_DIR/img" "$REPORT_RUNS"
@@ -83,8 +84,7 @@ report_text() {
 
 report_end() {
   local seconds=$(($(date +%s) - REPORT_START))
-  local commit
-  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  local commit=$REPORT_COMMIT
   if [ -n "${REUSE:-}" ] && [ -f "$REPORT_RUNS/wall_seconds" ]; then
     seconds=$(cat "$REPORT_RUNS/wall_seconds")  # the time the runs took, not the report's
     [ ! -f "$REPORT_RUNS/commit" ] || commit=$(cat "$REPORT_RUNS/commit")  # and the code that made them
