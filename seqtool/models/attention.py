@@ -130,12 +130,26 @@ class Attention(nn.Module):
 # --------------------------------------------------------------------------------- multi-head attention
 
 
+def causal_mask(queries: int, keys: int, device: torch.device) -> Tensor:
+    """(T, S) True where query i may see key j: the T queries are the last T of the S positions, so
+    query i sits at position S - T + i and sees keys j <= S - T + i::
+
+        S = 5 keys, T = 2 queries after a cache of 3:   1 1 1 1 0
+                                                        1 1 1 1 1
+
+    SDPA's ``is_causal`` is the top-left triangle instead (query i sees j <= i): the same only when T == S.
+    """
+    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(diagonal=keys - queries)
+
+
 class MultiHeadAttention(nn.Module):
     """head_i = softmax(Q_i K_iᵀ / √d_k) V_i,  out = W_o [head_1; ...; head_h]  (Vaswani et al. 2017).
 
-    Masks are boolean, True where a query may attend, broadcastable to (B, heads, T, S). Without weights it
-    runs torch's fused ``scaled_dot_product_attention``; with ``need_weights`` it computes the softmax
-    explicitly and also returns the weights averaged over heads.
+    Masks are boolean, True where a query may attend (SDPA's convention; ``nn.MultiheadAttention``'s is the
+    opposite), broadcastable to (B, heads, T, S). Without weights it runs torch's fused
+    ``scaled_dot_product_attention`` (flash / memory-efficient kernels on CUDA, a fused kernel on CPU), which
+    never materialises the weights; with ``need_weights`` (attention plots, the decoder's last
+    cross-attention) it computes the same softmax explicitly and also returns the weights averaged over heads.
     """
 
     def __init__(self, d_model: int, heads: int, dropout: float) -> None:
@@ -175,16 +189,20 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """query [B, T, D] over k, v (B, heads, S, head_dim) -> out [B, T, D], weights [B, T, S] or None.
 
-        ``causal`` lets query t see key s <= t (query and keys starting at the same position)."""
+        ``causal``: each query sees the keys up to its own position, the T queries being the last T of the
+        S positions (a key/value cache holds the S - T before them)."""
         q = self.split(self.q_proj(query))  # (B, heads, T, head_dim)
-        dropout = self.dropout if self.training else 0.0
-        if causal and (need_weights or mask is not None):  # SDPA's is_causal flag alone takes no other mask
-            allowed = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril()  # (T, S)
+        dropout = self.dropout if self.training else 0.0  # SDPA drops whenever dropout_p > 0, even in eval
+        T, S = q.size(2), k.size(2)
+        # SDPA's is_causal flag takes no other mask and aligns the triangle top-left: right only for a
+        # square (T == S) without padding; otherwise the triangle is a boolean mask of its own.
+        if causal and (need_weights or mask is not None or T != S):
+            allowed = causal_mask(T, S, q.device)  # (T, S)
             mask, causal = (allowed if mask is None else mask & allowed), False
-        if not need_weights:
+        if not need_weights:  # softmax(QKᵀ/√d_k) V, fused; the weights are never materialised
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
             return self.out_proj(out.transpose(1, 2).flatten(2)), None  # [B, T, D]
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, heads, T, S)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # QKᵀ/√d_k, (B, heads, T, S)
         probs = scores.softmax(-1) if mask is None else masked_softmax(scores, mask)
         out = F.dropout(probs, dropout, self.training) @ v  # (B, heads, T, head_dim)
         weights = probs.mean(dim=1)  # (B, T, S)
