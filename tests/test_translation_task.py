@@ -157,7 +157,7 @@ def test_loss_is_cross_entropy_summed_over_the_target_tokens(tmp_path):
 def test_evaluate_reports_loss_bleu_chrf_exact_match_and_writes_hypotheses(tmp_path):
     task = make_task(tmp_path, "task.eval_max_sentences=25")
     metrics = task.evaluate(make_model(task), "val")
-    assert set(metrics) == {"loss", "perplexity", "bleu", "chrf", "exact_match", "signature"}
+    assert set(metrics) == {"loss", "perplexity", "bleu", "chrf", "exact_match", "length_ratio", "signature"}
     assert isinstance(metrics["signature"], str) and "tok:13a" in metrics["signature"]
     assert len((tmp_path / "hypotheses" / "val.txt").read_text().splitlines()) == 25  # the training cap
     task.evaluate(make_model(task), "val", search=SearchSettings(Beam(size=3)))
