@@ -29,10 +29,7 @@ report_sweep types experiment=attention_types model.attention=none,dot,general,c
 
 # Every run scored per source-length bucket on the whole validation set (greedy, the best checkpoint by chrF):
 # RUN/eval/by_length_val.json, which compare --by-length reads.
-if [ -z "${REUSE:-}" ]; then
-  ls -d "$REPORT_RUNS"/types/*/ | OMP_NUM_THREADS=1 xargs -P "$JOBS" -I RUN \
-    $seqtool eval RUN --greedy --by-length --buckets "$BUCKETS" --json >/dev/null
-fi
+report_eval types --greedy --by-length --buckets "$BUCKETS"
 
 report_table "Copy, 4-40 letters: validation exact match (%), chrF and loss, best evaluation of each run" types \
   --metric val_exact_match --metrics val_exact_match,val_chrf,val_loss --by attention

@@ -23,9 +23,7 @@ say which object is where (Xu et al. 2015, \"Show, Attend and Tell\")."
 report_sweep models "seed=${SEEDS:-1,2,3}" experiment=captioning_attention model.attention=soft,none
 
 # every run's test split with beam 3 (appended to RUN/eval/evals.jsonl, read by compare --evals)
-for job in "$REPORT_RUNS"/models/*/; do
-  [ -n "${REUSE:-}" ] || $seqtool eval "$job" --split test --beam 3 --json >/dev/null
-done
+report_eval models --split test --beam 3
 
 report_table "Shapes, validation while training (200 images, greedy; BLEU-n and CIDEr-D against the 3 \
 references; exact match: the caption is one of them; scene agreement: it is true of the picture)" models \

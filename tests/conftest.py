@@ -9,6 +9,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="seqtool-hf-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers share CI's two cores: one thread each, in the worker and in the seqtool processes it
+    # starts, or their OpenMP threads wait for each other (see one_thread below)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 

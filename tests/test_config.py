@@ -121,7 +121,8 @@ def _flat_name(group: str, key: str) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_smoke_runs(name, tmp_path):
-    """Each experiment with debug=smoke trains end to end; hub corpora are swapped for a local file."""
+    """Each experiment with debug=smoke trains end to end; hub corpora are swapped for a local file, and
+    parallel corpora (hub or files) for the built-in reverse task."""
     from seqtool import commands
     from tests.helpers import tiny_corpus
 
@@ -129,7 +130,8 @@ def test_every_experiment_smoke_runs(name, tmp_path):
     task = compose([f"experiment={name}"]).task
     if "path" in task:
         overrides += [f"task.path={tiny_corpus(tmp_path)}", "task.hf_name=null", "task.val_fraction=0.1"]
-    if "synthetic" in task and task.hub.name:  # a hub corpus: the built-in reverse task instead (offline)
+    if "synthetic" in task and task.synthetic.kind == "none":  # a hub corpus or files a recipe names: the
+        # built-in reverse task instead (offline, nothing on disk)
         overrides += ["task.hub.name=null", "task.synthetic.kind=reverse", "task.synthetic.train_size=200"]
     if task._target_ == "seqtool.tasks.video.VideoTask":
         overrides += [
