@@ -32,10 +32,8 @@ FORMATS = ("table", "md", "csv", "json")
 HIGHER_IS_BETTER = (
     "bleu", "chrf", "accuracy", "exact_match", "ssim", "psnr", "cider", "agreement", "f1", "rouge", "meteor",
 )  # fmt: skip
-SPLITS = (
-    "val",
-    "test",
-)  # a metric is SPLIT_NAME: val_* from training, test_* from `seqtool eval --split test`
+# a metric is SPLIT_NAME: val_* from training, test_* and files_* from `seqtool eval` (compare --evals)
+SPLITS = ("val", "test", "files")
 NOT_CURVES = ("step", "time", "params")  # logged numbers that are no curve of their own
 
 Mode = Literal["min", "max"]
@@ -733,6 +731,7 @@ def _evaluation(line: str, where: str) -> dict[str, Any]:
     valid = (
         isinstance(record, dict) and isinstance(record.get("split"), str)
         and isinstance(record.get("search"), dict) and isinstance(record.get("metrics"), dict)
+        and (record.get("step") is None or type(record["step"]) is int)
     )  # fmt: skip
     if not valid:
         raise UserError(f"{where}: not an evaluation record (split, search, metrics)")

@@ -548,6 +548,7 @@ def test_each_evaluation_is_recorded_for_compare(tmp_path):
     ("args", "fragment"),
     [
         (["--evals"], "--evals: nothing to compare: skipped {run}: no eval/evals.jsonl"),
+        (["{evaluated}", "--evals"], "{evaluated}/eval/evals.jsonl:1: not an evaluation record"),
         (["--plot", "{tmp}/p.png", "--by-horizon", "mse"], "--by-horizon: nothing to draw: skipped {run}"),
         (["--by-horizon", "mse"], "--by-horizon draws a plot: give --plot FILE.png"),
         (["--wall-time"], "--wall-time draws a plot: give --plot FILE.png"),
@@ -559,8 +560,20 @@ def test_each_evaluation_is_recorded_for_compare(tmp_path):
 )
 def test_bad_uses_of_the_new_views_are_one_line_user_errors(tmp_path, args, fragment):
     run = write_run(tmp_path / "run")
-    filled = [arg.replace("{tmp}", str(tmp_path)).replace("{run}", str(run)) for arg in [str(run), *args]]
-    assert_user_error(seqtool("compare", *filled), fragment.replace("{run}", str(run)))
+    evaluated = write_run(tmp_path / "evaluated")  # an evals.jsonl line with a step that is no step
+    write_evaluation(evaluated, 5, 20.0)
+    line = json.loads((evaluated / "eval" / "evals.jsonl").read_text()) | {"step": "six"}
+    (evaluated / "eval" / "evals.jsonl").write_text(json.dumps(line) + "\n")
+    places = {"{tmp}": str(tmp_path), "{run}": str(run), "{evaluated}": str(evaluated)}
+
+    def filled(text: str) -> str:
+        for key, value in places.items():
+            text = text.replace(key, value)
+        return text
+
+    arguments = [filled(arg) for arg in args]
+    first = [] if arguments and arguments[0] == str(evaluated) else [str(run)]
+    assert_user_error(seqtool("compare", *first, *arguments), filled(fragment))
     assert not (tmp_path / "p.png").exists()
 
 
