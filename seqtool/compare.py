@@ -165,6 +165,12 @@ def _record(line: str, where: str) -> dict[str, Any]:
     return record
 
 
+def first_of(warnings: list[str]) -> str:
+    """The first warning, and how many more there were: the one line of an error that has several."""
+    more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
+    return f"{warnings[0]}{more}"
+
+
 def load_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
     """Every readable run under `paths`, and one warning per skipped path or run; none at all is a
     UserError (one line, with the first reason)."""
@@ -176,9 +182,7 @@ def load_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
         except UserError as error:
             warnings.append(f"skipped {error}")
     if not runs:
-        reason = f": {warnings[0]}" if warnings else ""
-        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
-        raise UserError(f"no runs to compare{reason}{more}")
+        raise UserError(f"no runs to compare{': ' + first_of(warnings) if warnings else ''}")
     return runs, warnings
 
 
@@ -290,13 +294,7 @@ def run_metric(run: Run, name: str, mode: Mode) -> tuple[float, float, int | Non
 def wall_time(run: Run) -> float | None:
     """Seconds of training from the logged "time" (which restarts at 0 when a run is resumed, so the
     segments add up); None for runs logged before "time" existed."""
-    total, last = 0.0, None
-    for record in run.records:
-        if _is_number(record.get("time")):
-            if last is not None and record["time"] < last:
-                total += last
-            last = float(record["time"])
-    return None if last is None else total + last
+    return _elapsed(run)[-1] if run.records else None
 
 
 def aggregate(row: Row, modes: dict[str, Mode]) -> Row:
@@ -592,8 +590,7 @@ def by_length(
             values = {bucket["bucket"]: float(bucket[metric]) for bucket in record["buckets"]}
             found.setdefault(label(row, comparison.keys), []).append(values)
     if not found:
-        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
-        raise UserError(f"--by-length: nothing to draw: {warnings[0]}{more}")
+        raise UserError(f"--by-length: nothing to draw: {first_of(warnings)}")
     order = sorted(buckets, key=buckets.get)
     _check_disjoint([(name, *buckets[name]) for name in order])
     lines = {
@@ -657,8 +654,7 @@ def by_horizon(
                 if metric in curves.get(name, {}):
                     baselines.setdefault(name, []).append(curves[name][metric])
     if not found:
-        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
-        raise UserError(f"--by-horizon: nothing to draw: {warnings[0]}{more}")
+        raise UserError(f"--by-horizon: nothing to draw: {first_of(warnings)}")
     lines = {
         name: [
             (k + 1, Stat(tuple(run[k] for run in per_run if k < len(run))))
@@ -717,9 +713,8 @@ def evaluation_runs(runs: list[Run], split: str = "val") -> tuple[list[Run], lis
             entry = {"step": record.get("step") or 0, **metrics, "time": record.get("seconds", 0.0)}
             found.append(Run(path=run.path, config=config, records=[entry]))
     if not found:
-        more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
-        reason = warnings[0] if warnings else f"no evaluation of the {split} split"
-        raise UserError(f"--evals: nothing to compare: {reason}{more}")
+        reason = first_of(warnings) if warnings else f"no evaluation of the {split} split"
+        raise UserError(f"--evals: nothing to compare: {reason}")
     return found, warnings
 
 
@@ -796,8 +791,8 @@ def _at_mean_seconds(runs: list[Run], name: str, series: list[tuple[list[float],
 
 
 def _elapsed(run: Run) -> list[float | None]:
-    """Each record's seconds since the run began, resumed segments added up as wall_time() does; a
-    record without "time" takes the one before it (None before any)."""
+    """Each record's seconds since the run began, the segments of a resumed run added up (its "time"
+    restarts at 0); a record without "time" takes the one before it (None before any)."""
     elapsed, offset, last = [], 0.0, None
     for record in run.records:
         if _is_number(record.get("time")):
