@@ -124,8 +124,8 @@ class Trainer:
         ):
             window = _Window()
             # the model's size rides on the first log line of a run: `seqtool compare` shows it
-            size = {"params": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
-            first_log = size if self.step == 0 else {}
+            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            first_log = {"params": trainable} if self.step == 0 else {}
             while self.step < self.max_steps and not self._early_stopped():
                 stats = self.train_step(batches)
                 self.step += 1

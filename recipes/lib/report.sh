@@ -20,6 +20,7 @@
 seqtool=${SEQTOOL:-seqtool}
 REPORT_DIR=${EXPERIMENTS_DIR:-docs/experiments}
 JOBS=${JOBS:-2}
+REPORT_THREADS=$((JOBS > 1 ? 1 : ${OMP_NUM_THREADS:-2}))  # of each sweep job and evaluation: JOBS share the cores
 
 report_begin() {
   REPORT_NAME=$1
@@ -40,7 +41,7 @@ report_sweep() {
   local quiet=(trainer.progress=false trainer.tensorboard=false)
   REPORT_COMMANDS+=("seqtool ${command[*]}")
   [ -z "${REUSE:-}" ] || return 0  # the report of runs made before: nothing to train
-  OMP_NUM_THREADS=$((JOBS > 1 ? 1 : ${OMP_NUM_THREADS:-2})) $seqtool "${command[@]:0:2}" "${quiet[@]}" "${command[@]:2}"
+  OMP_NUM_THREADS=$REPORT_THREADS $seqtool "${command[@]:0:2}" "${quiet[@]}" "${command[@]:2}"
 }
 
 report_eval() {
@@ -51,7 +52,7 @@ report_eval() {
   [ -z "${REUSE:-}" ] || return 0
   local config running=0
   while read -r config; do  # JOBS evaluations at a time, one thread each, as the sweep's jobs
-    OMP_NUM_THREADS=$((JOBS > 1 ? 1 : ${OMP_NUM_THREADS:-2})) $seqtool eval "$(dirname "$config")" "$@" --json >/dev/null &
+    OMP_NUM_THREADS=$REPORT_THREADS $seqtool eval "$(dirname "$config")" "$@" --json >/dev/null &
     running=$((running + 1))
     if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
   done < <(find "$REPORT_RUNS/$sweep" -name config.yaml -not -path '*/.hydra/*' | sort)
