@@ -385,16 +385,17 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path, args, fragment):
     (tmp_path / "bad_record" / "metrics.jsonl").write_text('["not", "a", "record"]\n')
     run = write_run(tmp_path / "runs" / "ok")
     tmp = tmp_path / "empty" if args == ["{tmp}"] else tmp_path
-    fill = {"{tmp}": str(tmp), "{run}": str(run)}
-
-    def filled(text: str) -> str:
-        for key, value in fill.items():
-            text = text.replace(key, value)
-        return text
-
-    result = seqtool("compare", *map(filled, args))
-    assert_user_error(result, filled(fragment))
+    places = {"{tmp}": str(tmp), "{run}": str(run)}
+    result = seqtool("compare", *(fill(arg, places) for arg in args))
+    assert_user_error(result, fill(fragment, places))
     assert not (tmp_path / "p.png").exists()
+
+
+def fill(text: str, places: dict[str, str]) -> str:
+    """A parametrized argument or message with its {placeholders} replaced by the test's paths."""
+    for key, value in places.items():
+        text = text.replace(key, value)
+    return text
 
 
 # -------------------------------------------------------------------------------------- end to end
@@ -547,13 +548,16 @@ def test_each_evaluation_is_recorded_for_compare(tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--evals"], "--evals: nothing to compare: skipped {run}: no eval/evals.jsonl"),
+        (["{run}", "--evals"], "--evals: nothing to compare: skipped {run}: no eval/evals.jsonl"),
         (["{evaluated}", "--evals"], "{evaluated}/eval/evals.jsonl:1: not an evaluation record"),
-        (["--plot", "{tmp}/p.png", "--by-horizon", "mse"], "--by-horizon: nothing to draw: skipped {run}"),
-        (["--by-horizon", "mse"], "--by-horizon draws a plot: give --plot FILE.png"),
-        (["--wall-time"], "--wall-time draws a plot: give --plot FILE.png"),
         (
-            ["--plot", "{tmp}/p.png", "--x", "cell", "--by-horizon", "mse"],
+            ["{run}", "--plot", "{tmp}/p.png", "--by-horizon", "mse"],
+            "--by-horizon: nothing to draw: skipped {run}",
+        ),
+        (["{run}", "--by-horizon", "mse"], "--by-horizon draws a plot: give --plot FILE.png"),
+        (["{run}", "--wall-time"], "--wall-time draws a plot: give --plot FILE.png"),
+        (
+            ["{run}", "--plot", "{tmp}/p.png", "--x", "cell", "--by-horizon", "mse"],
             "--x and --by-horizon draw different",
         ),
     ],
@@ -565,15 +569,7 @@ def test_bad_uses_of_the_new_views_are_one_line_user_errors(tmp_path, args, frag
     line = json.loads((evaluated / "eval" / "evals.jsonl").read_text()) | {"step": "six"}
     (evaluated / "eval" / "evals.jsonl").write_text(json.dumps(line) + "\n")
     places = {"{tmp}": str(tmp_path), "{run}": str(run), "{evaluated}": str(evaluated)}
-
-    def filled(text: str) -> str:
-        for key, value in places.items():
-            text = text.replace(key, value)
-        return text
-
-    arguments = [filled(arg) for arg in args]
-    first = [] if arguments and arguments[0] == str(evaluated) else [str(run)]
-    assert_user_error(seqtool("compare", *first, *arguments), filled(fragment))
+    assert_user_error(seqtool("compare", *(fill(arg, places) for arg in args)), fill(fragment, places))
     assert not (tmp_path / "p.png").exists()
 
 
