@@ -104,6 +104,9 @@ def decode(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
     plot_attention: Path | None = typer.Option(None, "--plot-attention", help="Attention maps (PNG) here."),
     plot: Path | None = typer.Option(None, "--plot", help="Plots of the predictions (PNG) here."),
+    plot_memory: Path | None = typer.Option(
+        None, "--plot-memory", help="NTM: read/write weightings over time (PNG) here."
+    ),
     horizon: int | None = typer.Option(None, "--horizon", min=1, help="Frames to predict (video)."),
     plot_activations: Path | None = typer.Option(
         None, "--plot-activations", help="Char LM: the text coloured by its units (PNG) and units.json here."
@@ -132,7 +135,7 @@ def decode(
         strategy, max_len=max_len, min_len=min_len, no_repeat_ngram=no_repeat_ngram, seed=seed
     )
     options = DecodeOptions(search=search, input=input, output=output, prime=prime, num=num,
-                            plot_dir=plot_attention or plot, horizon=horizon,
+                            plot_dir=plot_attention or plot, memory_dir=plot_memory, horizon=horizon,
                             activations_dir=plot_activations, unit=unit, layer=layer)  # fmt: skip
     summary = commands.decode(commands.load_run(run_dir, checkpoint=checkpoint, device=device), options)
     if summary:

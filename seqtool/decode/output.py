@@ -38,7 +38,8 @@ class Text:
 
     def write(self, task: Task, model: nn.Module, options: DecodeOptions, search: SearchSettings) -> None:
         several = search.strategy.nbest > 1 or search.strategy.copies(options.num) > 1
-        plotted = written = 0
+        plotted = written = memory_plots = 0
+        plot_memory = getattr(task, "plot_memory", None)  # tasks whose models may carry an external memory
         with open_output(options.output) as out:
             for chunk in task.decode_inputs(model, options, search):
                 for item, decoded in zip(chunk, task.decode(model, chunk, search)):
@@ -46,9 +47,13 @@ class Text:
                     written += 1
                     if options.plot_dir is not None and item.copy == 0:
                         plotted += task.plot_attention(item, decoded, options.plot_dir)
+                    if options.memory_dir is not None and item.copy == 0 and plot_memory is not None:
+                        memory_plots += plot_memory(model, item, decoded, options.memory_dir)
                 out.flush()
         if options.plot_dir is not None and not plotted:
             warn("this model reports no attention weights, so --plot-attention wrote nothing")
+        if options.memory_dir is not None and not memory_plots:
+            warn("this model has no external memory, so --plot-memory wrote nothing")
 
     def _lines(self, task: Task, item: DecodeInput, decoded: Decoded, several: bool, *, first: bool) -> str:
         if self.blocks:

@@ -185,6 +185,7 @@ class DecodeOptions:
     prime: str = ""  # text a language model continues
     num: int = 1  # samples per input
     plot_dir: Path | None = None  # attention maps / frame strips as PNG
+    memory_dir: Path | None = None  # an external-memory model's read/write weightings over time, as PNGs
     horizon: int | None = None  # frames to predict (video)
     activations_dir: Path | None = None  # a char LM's units along a text, as PNGs (seqtool.activations)
     unit: int | None = None  # with activations_dir: draw this unit (of `layer`) instead of each signal's
