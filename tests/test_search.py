@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from torch import Tensor, nn
 
 from seqtool.decode import Hypotheses, beam_search, greedy, prime, sample, search
 from seqtool.models.base import IncrementalDecoder, map_tensors
+from seqtool.models.transformer import Transformer
 
 EOS = 0
 HIDDEN = 8
@@ -422,3 +426,79 @@ def test_no_repeat_ngram_in_greedy_and_sampling_takes_the_best_allowed_token(sea
                 seen = {b for a, b in itertools.pairwise(sequence[: t + 1]) if a == sequence[t]}
                 allowed = [v for v in range(log_probs.size(1)) if v not in seen]
                 assert sequence[t + 1] == max(allowed, key=lambda v: float(log_probs[0, v]))
+
+
+# ------------------------------------------------------------------------- golden: the search before speed-up
+#
+# tests/golden/search/beam.json holds what the search returned before it was rewritten for speed (retiring
+# without per-beam Python loops, the Transformer's encoder memory shared by the K beams of a sentence).
+# Regenerate only on purpose: SEQTOOL_WRITE_GOLDEN=1 pytest tests/test_search.py -k golden.
+
+GOLDEN = Path(__file__).parent / "golden" / "search" / "beam.json"
+
+
+def tiny_transformer(seed: int = 0) -> Transformer:
+    torch.manual_seed(seed)
+    sizes = {"src_vocab_size": 11, "tgt_vocab_size": 13, "pad_index": 0, "bos_index": 1, "eos_index": 2}
+    layers = {"d_model": 16, "heads": 2, "encoder_layers": 2, "decoder_layers": 2, "ffn_size": 32}
+    options = {"dropout": 0.0, "positions": "sinusoidal", "max_positions": 16, "norm_first": True,
+               "tie_embeddings": True, "share_all_embeddings": False, "activation": "relu"}  # fmt: skip
+    model = Transformer(**sizes, **layers, **options).eval()
+    for parameter in model.parameters():  # wider than the init's weights, so that beams disagree
+        parameter.data.normal_(0, 0.2)
+    return model
+
+
+def transformer_case(options: dict) -> Hypotheses:
+    """Four sources of lengths 7, 2, 5, 1 (EOS last), right-padded, searched from BOS."""
+    model, generator = tiny_transformer(), torch.Generator().manual_seed(3)
+    sources = [torch.randint(3, 11, (n,), generator=generator).tolist() + [2] for n in (6, 1, 4, 0)]
+    src = torch.tensor([s + [0] * (7 - len(s)) for s in sources])
+    state = model.init_state(model.encode(src), 4)
+    return beam_search(model, state, torch.full((4,), 1), eos=2, **options)
+
+
+def toy_case(model: ToyDecoder, options: dict) -> Hypotheses:
+    _, state, first = start(model, batch=5, seed=2)
+    return beam_search(model, state, first, eos=EOS, **options)
+
+
+GOLDEN_CASES = {
+    "toy-gnmt-limits": lambda: toy_case(
+        ToyDecoder(vocab=6, seed=3),
+        {"beam_size": 4, "nbest": 3, "alpha": 0.6, "max_len": torch.tensor([3, 5, 7, 9, 4])},
+    ),
+    "toy-norm-minlen-ngram": lambda: toy_case(
+        ToyDecoder(seed=1, eos_bias=1.0),
+        {"beam_size": 3, "nbest": 2, "length_norm": True, "min_len": 2, "no_repeat_ngram": 2, "max_len": 8},
+    ),
+    "toy-attention": lambda: toy_case(AttentionToy(seed=2), {"beam_size": 3, "nbest": 2, "max_len": 6}),
+    "transformer-beam4": lambda: transformer_case({"beam_size": 4, "nbest": 2, "max_len": 9}),
+    "transformer-gnmt-limits": lambda: transformer_case(
+        {"beam_size": 3, "nbest": 3, "alpha": 1.0, "max_len": torch.tensor([9, 3, 6, 2])}
+    ),
+}
+
+
+def as_json(hyps: Hypotheses) -> dict:
+    attention = hyps.attention and [[a.tolist() for a in row] for row in hyps.attention]
+    return {"tokens": hyps.tokens, "scores": hyps.scores, "log_probs": hyps.log_probs, "attention": attention}
+
+
+def test_golden_hypotheses_and_scores_are_unchanged():
+    found = {name: as_json(case()) for name, case in GOLDEN_CASES.items()}
+    if os.environ.get("SEQTOOL_WRITE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(found, indent=1) + "\n")
+    expected = json.loads(GOLDEN.read_text())
+    assert set(found) == set(expected)
+    for name, hyps in found.items():
+        assert hyps["tokens"] == expected[name]["tokens"], name
+        for field in ("scores", "log_probs"):
+            assert sum(hyps[field], []) == pytest.approx(sum(expected[name][field], []), abs=1e-5), name
+        assert (hyps["attention"] is None) == (expected[name]["attention"] is None), name
+        if hyps["attention"] is not None:
+            for got, want in zip(
+                sum(hyps["attention"], []), sum(expected[name]["attention"], []), strict=True
+            ):
+                torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=0)
