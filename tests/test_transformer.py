@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from seqtool import commands
 from seqtool.config import compose
 from seqtool.decode.search import beam_search, greedy
-from seqtool.models.base import IncrementalDecoder
+from seqtool.models.base import IncrementalDecoder, map_tensors
 from seqtool.models.transformer import Transformer, sinusoids
 from seqtool.models.transformer_lm import TransformerLM
 from tests.encoder_decoder import (
@@ -121,6 +121,48 @@ def test_reorder_picks_rows_also_fewer_than_the_batch():
     torch.testing.assert_close(reordered["cross"][0][1], state["cross"][0][1][index])
     tokens = torch.tensor([4, 5, 6])
     torch.testing.assert_close(model.step(tokens[index], reordered)[0], model.step(tokens, state)[0][index])
+
+
+@pytest.mark.parametrize(
+    "index",
+    [[0, 0, 0, 1, 1, 1, 2, 2, 2], [2, 2, 0, 0], [0, 1, 2], [1, 1, 0, 2, 2, 2], [2, 0, 0]],
+    ids=["beams", "beams-of-fewer", "same", "unequal-runs", "uneven"],
+)
+def test_reorder_of_grouped_rows_steps_like_one_copy_per_row(index):
+    """Rows in runs of equal length (beams: K rows per sentence) keep the memory once per sentence, other
+    orders one copy per row; either way the next step is exactly that of a state copied row by row."""
+    model = make_model().eval()
+    src, tgt_in = batch()
+    state, index = stepped(model, src, tgt_in[:, :3])[1][-1], torch.tensor(index)
+    plain = map_tensors(lambda t: t.index_select(0, index), state)
+    reordered = model.reorder(state, index)
+    tokens = torch.arange(len(index)) % 5 + 3
+    with torch.inference_mode():
+        torch.testing.assert_close(model.step(tokens, reordered)[0], model.step(tokens, plain)[0])
+    runs = torch.unique_consecutive(index, return_counts=True)[1]
+    sentences = len(runs) if bool((runs == runs[0]).all()) else len(index)
+    assert reordered["cross"][0][0].size(0) == reordered["src_mask"].size(0) == sentences
+
+
+def test_beams_share_the_encoder_memory():
+    """After beam search expands B sentences to B*K rows, what comes from the encoder (cross K/V, src_mask)
+    still has B rows and is the very tensor init_state made; only the self-attention caches grow with K."""
+    model, (src, _), beam = make_model().eval(), batch(), 4
+    state = model.init_state(model.encode(src), src.size(0))
+    seen, step = [], model.step
+
+    def recording_step(tokens, state):
+        seen.append((len(tokens), state["self"][0][0].size(0), state["cross"][1][0], state["src_mask"]))
+        return step(tokens, state)
+
+    model.step = recording_step
+    beam_search(model, state, torch.full((3,), BOS), beam_size=beam, nbest=2, max_len=8, eos=EOS)
+    rows, self_rows, cross_k, src_mask = seen[0]
+    assert rows == self_rows == 3 * beam
+    assert cross_k.size(0) == src_mask.size(0) == 3
+    assert cross_k.data_ptr() == state["cross"][1][0].data_ptr()  # not copied, not even once
+    for rows, self_rows, cross_k, src_mask in seen:
+        assert rows == self_rows == beam * cross_k.size(0) == beam * src_mask.size(0)
 
 
 def test_too_long_sequences_are_refused():

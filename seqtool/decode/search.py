@@ -213,6 +213,10 @@ def sample(
 #     - a sentence is done at its max_len (its live beams retire too) or when no live beam can beat its
 #       nbest-th finished hypothesis
 #   one model.reorder(state, flat_index) then both picks each new beam's parent and drops done sentences.
+#
+# Only what leaves the search is Python: the tensors stay on the device and a step reads back two small
+# results (which candidates retire, which sentences are done), so the loop costs a few tensor ops a step
+# whatever the batch, and Python touches a hypothesis only when it is finished.
 
 
 class _Finished(NamedTuple):
@@ -254,7 +258,7 @@ class _Search:
     length_norm: bool
     min_len: int
     no_repeat_ngram: int
-    limits: list[int]  # [B], the max_len of each sentence
+    limits: Tensor  # shape: [B], the max_len of each sentence
     finished: list[list[_Finished]]  # [B][<= nbest], best first
 
     def __post_init__(self):
@@ -262,12 +266,15 @@ class _Search:
             raise ValueError(f"need 1 <= nbest <= beam_size, got nbest={self.nbest}, beam={self.beam_size}")
         if self.alpha < 0 or (self.alpha > 0 and self.length_norm):
             raise ValueError("use either alpha >= 0 (GNMT length penalty) or length_norm, not both")
-        if self.no_repeat_ngram < 0 or min(self.limits, default=1) < 1:
+        if self.no_repeat_ngram < 0 or (self.limits.numel() and int(self.limits.min()) < 1):
             raise ValueError("beam_search needs no_repeat_ngram >= 0 and max_len >= 1")
+        # the nbest-th finished score of each sentence (-inf while fewer): the bar a live beam must beat
+        self.bar = torch.full(self.limits.shape, NEG_INF, dtype=torch.float64, device=self.limits.device)
+        self.final_penalty = self.penalty(self.limits.double())  # shape: [B], the penalty at max_len
 
-    def penalty(self, length: int) -> float:
-        """Divisor of the summed log-prob; ``length`` counts generated tokens, EOS included."""
-        return float(length) if self.length_norm else ((5 + length) / 6) ** self.alpha
+    def penalty(self, length):
+        """Divisor of the summed log-prob; ``length`` (int or Tensor) counts generated tokens with EOS."""
+        return length if self.length_norm else ((5 + length) / 6) ** self.alpha
 
     def add(self, sentence: int, hypothesis: _Finished) -> None:
         """Keep ``hypothesis`` if it is among the sentence's nbest; on a tie the earlier one stays ahead."""
@@ -275,17 +282,17 @@ class _Search:
         kept.append(hypothesis)
         kept.sort(key=lambda h: -h.score)
         del kept[self.nbest :]
+        if len(kept) == self.nbest:
+            self.bar[sentence] = kept[-1].score
 
-    def cannot_improve(self, sentence: int, best_live: float) -> bool:
-        """True when no live beam can beat the sentence's nbest-th finished hypothesis any more.
+    def cannot_improve(self, sentences: Tensor, best_live: Tensor) -> Tensor:
+        """Which ``sentences`` [A] no live beam can improve any more, given each one's best live total [A].
 
         Log-probs only fall as a beam grows and each penalty only grows with length (alpha >= 0), so a live
         beam with summed log-prob L (<= 0) scores at most L / penalty(max_len); with alpha = 0 that is L.
         """
-        kept = self.finished[sentence]
-        if best_live == NEG_INF:
-            return True
-        return len(kept) >= self.nbest and kept[-1].score >= best_live / self.penalty(self.limits[sentence])
+        best_live = best_live.double()
+        return (best_live == NEG_INF) | (self.bar[sentences] >= best_live / self.final_penalty[sentences])
 
 
 def _start_beams(first: Tensor, beam_size: int) -> _Beams:
@@ -307,22 +314,15 @@ def _repeated_ngrams(inputs: Tensor, n: int, vocab: int) -> Tensor:
     return banned.scatter_add_(1, ngrams[:, :, -1], matches.long()) > 0
 
 
-def _banned(inputs: Tensor, vocab: int, search: _Search) -> Tensor:
-    """Tokens [A*K, V] no beam may take now: EOS before min_len, a token repeating an n-gram of the inputs."""
-    banned = torch.zeros(inputs.size(0), vocab, dtype=torch.bool, device=inputs.device)
-    if inputs.size(1) - 1 < search.min_len:
-        banned[:, search.eos] = True
-    if search.no_repeat_ngram > 0:
-        banned |= _repeated_ngrams(inputs, search.no_repeat_ngram, vocab)
-    return banned
-
-
 def _top_candidates(log_probs: Tensor, beams: _Beams, search: _Search) -> _Candidates:
     """The best 2K extensions [A, 2K] of each sentence's beams by summed log-prob: 2K so that K live ones
-    remain even when K of them end at EOS."""
+    remain even when K of them end at EOS. Banned: EOS before min_len, a token repeating an n-gram."""
     vocab = log_probs.size(-1)
-    allowed = log_probs.masked_fill(_banned(beams.inputs, vocab, search), NEG_INF)  # shape: [A*K, V]
-    totals = beams.log_probs.reshape(-1, 1) + allowed  # shape: [A*K, V]
+    totals = beams.log_probs.reshape(-1, 1) + log_probs  # shape: [A*K, V], a new tensor: ban in place
+    if beams.inputs.size(1) - 1 < search.min_len:
+        totals[:, search.eos] = NEG_INF
+    if search.no_repeat_ngram > 0:
+        totals.masked_fill_(_repeated_ngrams(beams.inputs, search.no_repeat_ngram, vocab), NEG_INF)
     totals = totals.reshape(beams.log_probs.size(0), -1)  # shape: [A, K*V]
     values, flat = totals.topk(min(2 * search.beam_size, totals.size(1)), dim=1)  # shape: [A, 2K]
     return _Candidates(values, flat // vocab, flat % vocab)
@@ -333,7 +333,7 @@ def _first_non_eos(tokens: Tensor, search: _Search) -> Tensor:
     return (tokens == search.eos).int().sort(dim=1, stable=True).indices[:, : search.beam_size]
 
 
-def _extend(history: Tensor | None, attention: Tensor | None, index: Tensor | list[int]) -> Tensor | None:
+def _extend(history: Tensor | None, attention: Tensor | None, index: Tensor) -> Tensor | None:
     """Attention rows of the rows ``index`` with this step's row appended: [len(index), t + 1, src_len]."""
     if attention is None:
         return None
@@ -341,41 +341,44 @@ def _extend(history: Tensor | None, attention: Tensor | None, index: Tensor | li
     return new if history is None else torch.cat([history[index], new], dim=1)
 
 
-def _finished(beams: _Beams, attention: Tensor | None, row: int, token: int, value: float, search: _Search):
-    """The hypothesis of flat row ``row`` completed by ``token`` this step: at EOS, or cut at max_len."""
-    tokens = beams.inputs[row, 1:].tolist() + ([] if token == search.eos else [token])
-    rows = _extend(beams.attention, attention, [row])  # shape: [1, len, src_len]
-    score = value / search.penalty(beams.inputs.size(1))
-    return _Finished(score, value, tokens, None if rows is None else rows[0])
-
-
-def _retire(search: _Search, beams: _Beams, top: _Candidates, live: _Candidates, attention: Tensor | None):
-    """Move complete hypotheses to ``search.finished``; return which active sentences are done [A].
+def _retire(search: _Search, beams: _Beams, top: _Candidates, live: _Candidates, at_limit: Tensor, attention):
+    """Move complete hypotheses to ``search.finished``.
 
     Complete: each of the best K candidates ``top`` [A, K] that ends at EOS (as in fairseq, so beam 1 is
-    greedy), and every live beam ``live`` [A, K] of a sentence at its max_len.
+    greedy), and every live beam ``live`` [A, K] of a sentence ``at_limit`` [A] (its max_len).
     """
-    size, done = search.beam_size, []
-    top_values, top_parents, top_tokens = (field.tolist() for field in top)
-    live_values, live_parents, live_tokens = (field.tolist() for field in live)
-    for a, sentence in enumerate(beams.sentences.tolist()):
-        at_limit = beams.inputs.size(1) >= search.limits[sentence]
-        for k in range(size):
-            if top_tokens[a][k] == search.eos and top_values[a][k] > NEG_INF:
-                row, token, value = a * size + top_parents[a][k], search.eos, top_values[a][k]
-                search.add(sentence, _finished(beams, attention, row, token, value, search))
-            if at_limit and live_values[a][k] > NEG_INF:
-                row, token, value = a * size + live_parents[a][k], live_tokens[a][k], live_values[a][k]
-                search.add(sentence, _finished(beams, attention, row, token, value, search))
-        done.append(at_limit or search.cannot_improve(sentence, live_values[a][0]))
-    return torch.tensor(done, dtype=torch.bool, device=beams.log_probs.device)
+    ends_at_eos = (top.tokens == search.eos) & (top.values > NEG_INF)  # shape: [A, K]
+    cut = at_limit.unsqueeze(1) & (live.values > NEG_INF)  # shape: [A, K]
+    # (a, k, 0) the EOS candidate k of sentence a, (a, k, 1) its live beam k: the order they are added in
+    found = torch.stack([ends_at_eos, cut], dim=2).nonzero()  # shape: [F, 3]
+    if found.size(0) == 0:
+        return
+    a, k, is_cut = found.unbind(1)
+    chosen = _Candidates(
+        *(torch.where(is_cut.bool(), b[a, k], c[a, k]) for b, c in zip(live, top, strict=True))
+    )
+    rows = a * search.beam_size + chosen.parents  # shape: [F], the flat row each hypothesis extends
+    histories = _extend(beams.attention, attention, rows)  # shape: [F, t + 1, src_len] or None
+    length = beams.inputs.size(1)  # generated tokens, this step's included
+    prefixes = beams.inputs[rows, 1:].tolist()
+    sentences, values, tokens = beams.sentences[a].tolist(), chosen.values.tolist(), chosen.tokens.tolist()
+    for i, (sentence, value, token) in enumerate(zip(sentences, values, tokens, strict=True)):
+        hypothesis = prefixes[i] + ([] if token == search.eos else [token])
+        attention_rows = None if histories is None else histories[i]
+        search.add(sentence, _Finished(value / search.penalty(length), value, hypothesis, attention_rows))
 
 
-def _advance(beams: _Beams, live: _Candidates, keep: Tensor, flat_index: Tensor, attention: Tensor | None):
-    """The next beams: the live extensions [A', K] of the sentences ``keep`` [A'] still searched."""
-    inputs = torch.cat([beams.inputs[flat_index], live.tokens[keep].reshape(-1, 1)], dim=1)  # [A'*K, t+2]
+def _advance(
+    beams: _Beams, live: _Candidates, keep: Tensor | None, flat_index: Tensor, attention: Tensor | None
+):
+    """The next beams: the live extensions [A', K] of the sentences ``keep`` [A'] still searched (all of
+    them when ``keep`` is None)."""
+    tokens, log_probs, sentences = live.tokens, live.values, beams.sentences
+    if keep is not None:
+        tokens, log_probs, sentences = tokens[keep], log_probs[keep], sentences[keep]
+    inputs = torch.cat([beams.inputs[flat_index], tokens.reshape(-1, 1)], dim=1)  # shape: [A'*K, t+2]
     history = _extend(beams.attention, attention, flat_index)  # shape: [A'*K, t+1, src_len]
-    return _Beams(beams.sentences[keep], live.values[keep], inputs, history)
+    return _Beams(sentences, log_probs, inputs, history)
 
 
 def _collect(finished: list[list[_Finished]]) -> Hypotheses:
@@ -406,25 +409,32 @@ def beam_search(
 
     Ranking score: the summed log-prob, divided by ((5 + len) / 6) ** alpha (GNMT) or by len (length_norm),
     len counting generated tokens with EOS. ``no_repeat_ngram`` = n bans any token that would repeat an
-    n-gram of ``first`` + the hypothesis. ``state`` is for batch B; it is expanded here to B*K rows.
+    n-gram of ``first`` + the hypothesis. ``state`` is for batch B; ``model.reorder`` expands it to B*K
+    rows, sentence-major (a model may keep what is per sentence, like an encoder's memory, at B rows).
     """
-    limits = _limits(max_len, first.size(0), first.device).tolist()
-    finished: list[list[_Finished]] = [[] for _ in limits]
+    limits = _limits(max_len, first.size(0), first.device)  # shape: [B]
+    finished: list[list[_Finished]] = [[] for _ in range(first.size(0))]
     search = _Search(beam_size, eos, nbest, alpha, length_norm, min_len, no_repeat_ngram, limits, finished)
     with torch.inference_mode():
-        expand = torch.arange(len(limits), device=first.device).repeat_interleave(beam_size)  # shape: [B*K]
+        expand = torch.arange(first.size(0), device=first.device).repeat_interleave(beam_size)  # [B*K]
         state, beams = model.reorder(state, expand), _start_beams(first, beam_size)
-        for _ in range(max(limits, default=0)):
+        for step in range(int(limits.max()) if limits.numel() else 0):
             log_probs, state = model.step(beams.inputs[:, -1], state)  # shape: [A*K, V]
             attention = _attention_of(state)  # shape: [A*K, src_len] or None
             candidates = _top_candidates(log_probs, beams, search)  # shape: [A, 2K] each
             live = candidates.take(_first_non_eos(candidates.tokens, search))  # shape: [A, K] each
             top = _Candidates(*(field[:, :beam_size] for field in candidates))  # shape: [A, K] each
-            done = _retire(search, beams, top, live, attention)  # shape: [A]
-            keep = (~done).nonzero().squeeze(1)  # shape: [A']
-            if keep.numel() == 0:
+            at_limit = limits[beams.sentences] <= step + 1  # shape: [A]
+            _retire(search, beams, top, live, at_limit, attention)
+            done = at_limit | search.cannot_improve(beams.sentences, live.values[:, 0])  # shape: [A]
+            keep = (~done).nonzero().squeeze(1) if done.any() else None  # shape: [A'], None: all of them
+            if keep is not None and keep.numel() == 0:
                 break
-            flat_index = (keep.unsqueeze(1) * beam_size + live.parents[keep]).flatten()  # shape: [A'*K]
+            parents = live.parents if keep is None else live.parents[keep]  # shape: [A', K]
+            sentence_rows = (
+                torch.arange(len(done), device=done.device) if keep is None else keep
+            ) * beam_size
+            flat_index = (sentence_rows.unsqueeze(1) + parents).flatten()  # shape: [A'*K]
             state = model.reorder(state, flat_index)
             beams = _advance(beams, live, keep, flat_index, attention)
     return _collect(finished)

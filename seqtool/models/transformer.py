@@ -9,13 +9,17 @@
 Each sub-layer is a residual block: ``x + dropout(f(LN(x)))`` with ``norm_first`` (pre-LN, Xiong et al.
 2020; one more LN closes each stack) or ``LN(x + dropout(f(x)))`` as in the paper (post-LN).
 
-Incremental decoding keeps, per decoder layer, a key/value cache in the state (every tensor batch first, so
-``reorder`` is one ``index_select``)::
+Incremental decoding keeps, per decoder layer, a key/value cache in the state, every tensor batch first.
+What comes from the source is kept once per sentence, not once per row: beam search decodes R = A·K rows
+for A sentences (K beams each, sentence-major), and the K rows of a sentence share its memory::
 
-    self      list of (k, v), each (B, heads, t, head_dim): the t target positions fed so far; grows by one
-    cross     list of (k, v), each (B, heads, S, head_dim): projected from memory once, in init_state
-    src_mask  [B, S]  True on real source tokens
-    attention [B, S]  the last layer's cross-attention of the last step, averaged over heads
+    self      list of (k, v), each (R, heads, t, head_dim): the t target positions fed so far; grows by one
+    cross     list of (k, v), each (A, heads, S, head_dim): projected from memory once, in init_state
+    src_mask  [A, S]  True on real source tokens
+    attention [R, S]  the last layer's cross-attention of the last step, averaged over heads
+
+The K rows of a sentence meet its memory as K queries of one cross-attention (queries [A, K, D] over keys
+(A, heads, S, head_dim)), so the memory is neither copied per beam nor re-read per row (fairseq#1957).
 """
 
 from __future__ import annotations
@@ -131,13 +135,19 @@ class Block(nn.Module):
                 k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
             return self.self_attention.attend(h, k, v, self_mask, causal=causal)[0], (k, v)
 
+        def cross_attend(h: Tensor) -> tuple[Tensor, Tensor | None]:
+            # the R = A·K rows of h [R, T, D] query the memory of their sentence (cross: A sentences) as
+            # one group of K·T queries each: [A, K·T, D]; K = 1 outside beam search
+            sentences = cross[0].size(0)
+            grouped = h.unflatten(0, (sentences, -1)).flatten(1, 2)  # [A, K·T, D]
+            out, weights = self.cross_attention.attend(grouped, *cross, cross_mask, need_weights=need_weights)
+            rows = lambda y: y.unflatten(1, (-1, h.size(1))).flatten(0, 1)  # noqa: E731  [A, K·T, ·] -> [R, T, ·]
+            return rows(out), None if weights is None else rows(weights)
+
         x, kv = self.residual(x, 0, self_attend)
         weights = None
         if self.cross_attention is not None:
-            attend = self.cross_attention.attend
-            x, weights = self.residual(
-                x, 1, lambda h: attend(h, *cross, cross_mask, need_weights=need_weights)
-            )
+            x, weights = self.residual(x, 1, cross_attend)
         x, _ = self.residual(x, len(self.norms) - 1, lambda h: (self.feed_forward(h), None))
         return x, kv, weights
 
@@ -255,5 +265,31 @@ class Transformer(nn.Module):
         return F.log_softmax(logits, dim=-1), state | {"self": caches, "attention": weights[:, 0]}
 
     def reorder(self, state: State, index: Tensor) -> State:
-        """Pick batch rows index [B'] of every state tensor: the caches, the mask, the attention."""
-        return map_tensors(lambda t: t.index_select(0, index), state)
+        """Pick rows index [R'] of the state: the self-attention caches and attention row by row; the
+        per-sentence memory (cross K/V, src_mask) only as far as the sentences of those rows change."""
+        rows = lambda t: t.index_select(0, index)  # noqa: E731
+        sentences = self.sentences_of(state, index)
+        memory = {"cross": state["cross"], "src_mask": state["src_mask"]}
+        if sentences is not None:  # None: the same sentences as before, in the same order
+            memory = map_tensors(lambda t: t.index_select(0, sentences), memory)
+        return {"self": map_tensors(rows, state["self"]), "attention": rows(state["attention"]), **memory}
+
+    @staticmethod
+    def sentences_of(state: State, index: Tensor) -> Tensor | None:
+        """The sentences [A'] whose memory the rows index [R'] need, in order, or None when they are the
+        state's own A sentences unchanged.
+
+        Row r of the state belongs to sentence r // (R / A). When the new rows come in runs of equal length,
+        one run per sentence (beam search: K rows per sentence, some sentences dropped), the memory is kept
+        per sentence; any other order of rows gets one copy of its sentence's memory per row."""
+        per_sentence = state["self"][0][0].size(0) // state["src_mask"].size(0)
+        sentence = index // per_sentence  # [R'], the sentence of each new row
+        if sentence.numel() == 0:
+            return sentence
+        runs, lengths = torch.unique_consecutive(sentence, return_counts=True)
+        if not bool((lengths == lengths[0]).all()):
+            return sentence
+        unchanged = len(runs) == state["src_mask"].size(0) and bool(
+            (runs == torch.arange(len(runs), device=runs.device)).all()
+        )
+        return None if unchanged else runs
