@@ -55,7 +55,7 @@ def build(name: str, vocab: int, device: torch.device, seed: int) -> nn.Module:
     """The model of conf/model/NAME.yaml, as the translation task would build it, randomly initialised."""
     torch.manual_seed(seed)
     sizes = {"src_vocab_size": vocab, "tgt_vocab_size": vocab, "pad_index": PAD, "bos_index": BOS}
-    return instantiate(compose([f"model={name}"]).model, **sizes, eos_index=EOS).to(device)
+    return instantiate(compose(["task=translation", f"model={name}"]).model, **sizes, eos_index=EOS).to(device)
 
 
 # ------------------------------------------------------------------------------------ (1) beam search
@@ -188,7 +188,7 @@ def main() -> None:
         result[f"{name}_batched_speedup"] = round(medians["batched"] / medians["one_by_one"], 2)
         result[f"{name}_same_output"] = round(same, 3)
     print(f"training, transformer vs torch.nn.Transformer: batch {args.train_batch} x {args.train_len}")
-    cfg = compose(["model=transformer"]).model
+    cfg = compose(["task=translation", "model=transformer"]).model
     ours = build("transformer", args.vocab, device, args.seed)
     plain = PlainTransformer(ours, cfg).to(device)
     medians = train_throughput(ours, plain, args, device, dtype)
