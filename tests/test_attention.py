@@ -1,4 +1,5 @@
-"""Attention: masked weights for every score, scores by hand, the local-p window, multi-head = torch's."""
+"""Attention: masked weights for every score, scores by hand, the local-m and local-p windows, multi-head =
+torch's."""
 
 import math
 
@@ -10,6 +11,7 @@ from seqtool.models.attention import SCORES, Attention, MultiHeadAttention, mask
 
 B, T, S, H = 3, 4, 7, 6
 LENGTHS = torch.tensor([7, 4, 1])
+POSITIONS = torch.arange(T).expand(B, T)  # the queries' target positions t (local-m's p_t)
 
 
 def source_mask(lengths: torch.Tensor = LENGTHS, length: int = S) -> torch.Tensor:
@@ -25,14 +27,14 @@ def make_attention(score: str, window: int = 2) -> Attention:
 def test_weights_sum_to_one_over_real_positions_and_are_zero_on_padding(score):
     attention = make_attention(score)
     h_t, h_s, mask = torch.randn(B, T, H), torch.randn(B, S, H), source_mask()
-    context, a_t = attention(h_t, h_s, attention.prepare(h_s), mask)
+    context, a_t = attention(h_t, h_s, attention.prepare(h_s), mask, POSITIONS)
     assert a_t.shape == (B, T, S) and context.shape == (B, T, H)
     torch.testing.assert_close(a_t.sum(-1), torch.ones(B, T))
     assert (a_t.masked_select(~mask.unsqueeze(1)) == 0).all()
     torch.testing.assert_close(context, a_t @ h_s)
     # padding's content is irrelevant
     noisy = h_s.masked_fill(~mask.unsqueeze(-1), 1e3)
-    torch.testing.assert_close(attention(h_t, noisy, attention.prepare(noisy), mask)[1], a_t)
+    torch.testing.assert_close(attention(h_t, noisy, attention.prepare(noisy), mask, POSITIONS)[1], a_t)
 
 
 def tiny_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -92,6 +94,35 @@ def test_local_p_is_zero_outside_its_window_and_gaussian_inside(window):
     torch.testing.assert_close(a_t, unnormalised / unnormalised.sum(-1, keepdim=True))
 
 
+@pytest.mark.parametrize("window", [0, 1, 2])
+def test_local_m_is_the_softmax_of_the_in_window_scores_around_t_and_zero_outside(window):
+    """Luong et al. 2015, §3.2, local-m: p_t = t, a_t(s) = softmax of the general scores over
+    [p_t - D, p_t + D] (and the sentence), no Gaussian; a target past the source's end keeps p_t = S - 1."""
+    attention = make_attention("local_m", window)
+    h_t, h_s, mask = torch.randn(B, T, H), torch.randn(B, S, H), source_mask()
+    positions = POSITIONS + 2  # t = 2..5: past the end of the 4- and 1-token sentences
+    a_t = attention.weights(h_t, attention.prepare(h_s), mask, positions)
+    W_a = attention.score.W_a.weight.detach()
+    for b in range(B):
+        length = int(LENGTHS[b])
+        for t in range(T):
+            p_t = min(int(positions[b, t]), length - 1)
+            window_positions = [s for s in range(length) if abs(s - p_t) <= window]
+            scores = {s: float(h_t[b, t] @ W_a @ h_s[b, s]) for s in window_positions}  # h_tᵀ W_a h_s
+            total = sum(math.exp(score) for score in scores.values())
+            expected = [math.exp(scores[s]) / total if s in scores else 0.0 for s in range(S)]
+            torch.testing.assert_close(a_t[b, t], torch.tensor(expected))
+    assert not hasattr(attention, "W_p")  # nothing predicts the centre: it is t
+
+
+def test_local_m_of_window_zero_is_hard_monotonic_alignment():
+    attention = make_attention("local_m", 0)
+    h_s, mask = torch.randn(B, S, H), source_mask()
+    a_t = attention.weights(torch.randn(B, T, H), attention.prepare(h_s), mask, POSITIONS)
+    centres = torch.minimum(POSITIONS, LENGTHS.unsqueeze(1) - 1)  # [B, T]
+    torch.testing.assert_close(a_t, torch.nn.functional.one_hot(centres, S).float())
+
+
 def test_local_p_moves_its_window_with_the_query():
     attention = make_attention("local_p", 1)
     h_s, mask = torch.randn(1, S, H), source_mask(torch.tensor([S]))
@@ -110,6 +141,10 @@ def test_unknown_score_and_bad_window_are_refused():
         Attention("luong", H, H, 1)
     with pytest.raises(ValueError, match="local_window >= 1"):
         Attention("local_p", H, H, 0)
+    with pytest.raises(ValueError, match="local_m attention needs model.local_window >= 0, got -1"):
+        Attention("local_m", H, H, -1)
+    with pytest.raises(TypeError, match="target positions"):  # local-m's p_t cannot be guessed
+        make_attention("local_m").weights(torch.randn(B, T, H), torch.randn(B, S, H), source_mask())
 
 
 def test_masked_softmax_ignores_masked_scores():

@@ -1,5 +1,8 @@
 """Seq2SeqAttention: forward = step, padding and batch invariance, causality, search, scheduled sampling;
-the cells (rnn, lstm, gru) and their options (layer norm, weight norm, variational dropout, forget bias)."""
+Bahdanau's decoder order and local-m attention against hand computations; the cells (rnn, lstm, gru) and
+their options (layer norm, weight norm, variational dropout, forget bias)."""
+
+import math
 
 import pytest
 import torch
@@ -28,12 +31,14 @@ from tests.encoder_decoder import (
 from tests.helpers import assert_user_error, seqtool
 
 H = 8
-ATTENTIONS = ["none", "dot", "general", "concat", "additive", "local_p"]
+ATTENTIONS = ["none", "dot", "general", "concat", "additive", "local_m", "local_p"]
 VARIANTS = [
     {},
     {"cell": "gru", "bidirectional": False},
     {"input_feeding": False, "encoder_layers": 1, "decoder_layers": 1},
     {"reverse_source": True, "tie_embeddings": True},
+    {"decoder_order": "bahdanau"},  # with input feeding and two decoder layers
+    {"decoder_order": "bahdanau", "cell": "gru", "input_feeding": False, "layer_norm": True},  # the cells
 ]
 
 
@@ -92,9 +97,13 @@ def test_a_later_target_token_changes_no_earlier_logit():
     assert_later_tokens_change_no_earlier_logit(model, *batch())
 
 
-@pytest.mark.parametrize("attention", ["none", "general", "local_p"])
-def test_beam_of_one_is_greedy(attention):
-    model = make_model(attention=attention).eval()
+@pytest.mark.parametrize(
+    ("attention", "order"),
+    [("none", "luong"), ("general", "luong"), ("local_p", "luong"), ("local_m", "luong"),
+     ("additive", "bahdanau"), ("local_m", "bahdanau")],
+)  # fmt: skip
+def test_beam_of_one_is_greedy(attention, order):
+    model = make_model(attention=attention, decoder_order=order).eval()
     src, _ = batch(seed=3)
 
     def decode(search, **options):
@@ -106,6 +115,56 @@ def test_beam_of_one_is_greedy(attention):
         for tokens, rows in zip(greedy_hyps.tokens, greedy_hyps.attention, strict=True):
             assert rows[0].shape == (min(len(tokens[0]) + 1, 8), src.size(1))
     assert len(decode(beam_search, beam_size=3, nbest=3).tokens[0]) == 3
+
+
+def test_a_bahdanau_order_step_is_the_papers_equations():
+    """Bahdanau et al. 2015, §3.1 and appendix A, one decoder step (the second, so that s_{i-1} is a decoder
+    state) written out on the model's own weights: e_ij = v_aᵀ tanh(W_a s_{i-1} + U_a h_j),
+    α_i = softmax(e_i), c_i = Σ_j α_ij h_j, the GRU s_i = f(s_{i-1}, [E y_{i-1}; c_i]),
+    t_i = tanh(W_c [c_i; s_i; E y_{i-1}])."""
+    model = make_model(cell="gru", attention="additive", decoder_order="bahdanau", input_feeding=False,
+                       decoder_layers=1, dropout=0.0).eval()  # fmt: skip
+    src, tgt_in = batch()
+    _, state = model.step(tgt_in[:, 0], model.init_state(model.encode(src), 3))
+    log_probs, after = model.step(tgt_in[:, 1], state)
+    weights = {name: value.detach() for name, value in model.named_parameters()}
+    W_a, U_a = weights["attention.score.W_q.weight"], weights["attention.score.W_k.weight"]
+    b_a, v_a = weights["attention.score.W_k.bias"], weights["attention.score.v_a.weight"][0]
+    W_ih, W_hh = weights["decoder.weight_ih_l0"].chunk(3), weights["decoder.weight_hh_l0"].chunk(3)  # r, z, n
+    b_ih, b_hh = weights["decoder.bias_ih_l0"].chunk(3), weights["decoder.bias_hh_l0"].chunk(3)
+    for b in range(3):
+        length = int((src[b] != PAD).sum())
+        h, s_prev = state["memory"][b].detach(), state["h"][b, 0].detach()  # h_j [S, H], s_{i-1} [H]
+        e = [float(v_a @ torch.tanh(W_a @ s_prev + U_a @ h[j] + b_a)) for j in range(length)]
+        alpha = [math.exp(e_j) / sum(math.exp(e_k) for e_k in e) for e_j in e]
+        c = sum(alpha_j * h[j] for j, alpha_j in enumerate(alpha))
+        y = weights["embedding.weight"][tgt_in[b, 1]]  # E y_{i-1}
+        x = torch.cat([y, c])
+        r = torch.sigmoid(W_ih[0] @ x + b_ih[0] + W_hh[0] @ s_prev + b_hh[0])
+        z = torch.sigmoid(W_ih[1] @ x + b_ih[1] + W_hh[1] @ s_prev + b_hh[1])
+        n = torch.tanh(W_ih[2] @ x + b_ih[2] + r * (W_hh[2] @ s_prev + b_hh[2]))
+        s_i = (1 - z) * n + z * s_prev
+        t_i = torch.tanh(weights["W_c.weight"] @ torch.cat([c, s_i, y]))
+        logits = weights["output.weight"] @ t_i + weights["output.bias"]
+        torch.testing.assert_close(after["attention"][b, :length], torch.tensor(alpha))
+        torch.testing.assert_close(after["h"][b, 0], s_i)
+        torch.testing.assert_close(log_probs[b], logits.log_softmax(-1))
+
+
+@pytest.mark.parametrize("order", ["luong", "bahdanau"])
+def test_local_m_attends_around_the_target_position_through_beam_search(order):
+    """Each generated token's attention row (reordered with its beam) sits in [p_t - D, p_t + D], p_t = t,
+    stopping at the source's last token; beam search keeps the step count of every hypothesis."""
+    model = make_model(attention="local_m", local_window=1, decoder_order=order).eval()
+    src, _ = batch(seed=3)
+    found = search_from_bos(model, src, beam_search, beam_size=3)
+    positions = torch.arange(src.size(1))
+    for b, rows in enumerate(found.attention):
+        length = int((src[b] != PAD).sum())
+        assert rows[0].size(0) > length  # the target outruns the source: the clamp is exercised
+        for t, row in enumerate(rows[0]):
+            outside = ((positions - min(t, length - 1)).abs() > 1) | (positions >= length)
+            assert (row[outside] == 0).all() and row[~outside].sum() == pytest.approx(1.0)
 
 
 def test_reorder_picks_rows_also_fewer_than_the_batch():
@@ -196,6 +255,12 @@ def test_every_attention_trains(attention):
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_the_bahdanau_order_trains():
+    model = make_model(attention="additive", decoder_order="bahdanau", input_feeding=False, dropout=0.0)
+    losses = training_losses(model)
+    assert losses[-1] < 0.7 * losses[0]
+
+
 def test_options_are_checked():
     assert make_model().max_source_positions is None and make_model().max_target_positions is None
     with pytest.raises(ValueError, match=r"tie_embeddings needs .*\(got 8 and 10\)"):
@@ -204,6 +269,8 @@ def test_options_are_checked():
         make_model(hidden_size=9, embedding_size=9)
     with pytest.raises(ValueError, match="model.cell must be one of rnn, lstm, gru, got 'foo'"):
         make_model(cell="foo")
+    with pytest.raises(ValueError, match="model.decoder_order must be one of luong, bahdanau, got 'foo'"):
+        make_model(decoder_order="foo")
     tied = make_model(tie_embeddings=True)
     assert tied.output.weight is tied.embedding.weight
 
@@ -420,11 +487,27 @@ def test_forget_bias_sets_every_lstm_forget_gate(options):
         ("model.cell=foo", "model.cell='foo' should be one of rnn, lstm, gru"),
         ("model.layer_norm=maybe", "model.layer_norm='maybe' should be bool"),
         ("model.forget_bias=high", "model.forget_bias='high' should be float or null"),
+        ("model.decoder_order=foo", "model.decoder_order='foo' should be one of luong, bahdanau"),
     ],
 )
 def test_a_bad_cell_option_is_one_clear_error(override, message):
     with pytest.raises(UserError, match=message):
         compose(["model=seq2seq_attn", "task=translation", override])
+
+
+def test_a_local_m_window_below_zero_is_one_clear_error():
+    """A user error naming the key, from the config's range check or else the constructor (the path a
+    Python caller takes); D = 0 is allowed: local-m then attends to s = p_t alone."""
+    sizes = {"src_vocab_size": V_SRC, "tgt_vocab_size": V_TGT, "pad_index": PAD, "bos_index": BOS}
+
+    def build(window: int) -> Seq2SeqAttention:
+        overrides = ["model.attention=local_m", f"model.local_window={window}"]
+        return instantiate(compose(["model=seq2seq_attn", "task=translation", *overrides]).model, **sizes,
+                           eos_index=EOS)  # fmt: skip
+
+    with pytest.raises(UserError, match=r"model\.local_window.*-1|-1.*model\.local_window"):
+        build(-1)
+    assert build(0).attention.window == 0
 
 
 def test_a_run_saved_before_the_cell_options_still_builds_the_same_model(tmp_path):
@@ -434,7 +517,7 @@ def test_a_run_saved_before_the_cell_options_still_builds_the_same_model(tmp_pat
     today = instantiate(cfg.model, **sizes, eos_index=EOS)
     save_config(cfg, tmp_path)
     saved = (tmp_path / "config.yaml").read_text().splitlines()
-    new_keys = ("variational_dropout:", "layer_norm:", "weight_norm:", "forget_bias:")
+    new_keys = ("variational_dropout:", "layer_norm:", "weight_norm:", "forget_bias:", "decoder_order:")
     (tmp_path / "config.yaml").write_text("\n".join(s for s in saved if not s.strip().startswith(new_keys)))
     old = load_run_config(tmp_path)
     assert "layer_norm" not in old.model
@@ -453,3 +536,22 @@ def test_a_vanilla_rnn_with_layer_norm_trains_and_decodes_from_the_command_line(
     assert train.returncode == 0, train.stderr[-2000:]
     decode = seqtool("decode", str(run), "--prime", "abc")
     assert decode.returncode == 0 and decode.stdout.strip(), decode.stderr
+
+
+@pytest.mark.slow
+def test_bahdanau_order_with_local_m_trains_and_draws_its_attention_from_the_command_line(tmp_path):
+    bad = seqtool("train", "model=seq2seq_attn", "task=translation", "model.decoder_order=foo")
+    assert_user_error(bad, "model.decoder_order='foo' should be one of luong, bahdanau")
+    small = ["task.synthetic.train_size=20", "task.synthetic.val_size=4", "task.synthetic.test_size=0"]
+    bad = seqtool("train", "model=seq2seq_attn", "task=translation", "model.attention=local_m",
+                  "model.local_window=-1", *small, f"run_dir={tmp_path / 'bad'}", "device=cpu")  # fmt: skip
+    assert_user_error(bad, "model.local_window")  # out of range (config) or refused by local_m (model)
+    run = tmp_path / "run"
+    options = ["model.attention=local_m", "model.local_window=1", "model.decoder_order=bahdanau"]
+    train = seqtool("train", "model=seq2seq_attn", "task=translation", *options, "debug=smoke",
+                    f"run_dir={run}", "device=cpu", timeout=300)  # fmt: skip
+    assert train.returncode == 0, train.stderr[-2000:]
+    maps = tmp_path / "maps"
+    decode = seqtool("decode", str(run), "--prime", "abcdef", "--beam", "3", "--plot-attention", str(maps))
+    assert decode.returncode == 0 and decode.stdout.strip(), decode.stderr
+    assert sorted(path.name for path in maps.glob("*.png")) == ["attention_0001.png"]

@@ -1,5 +1,5 @@
-"""Attention: Luong et al. 2015's score functions (Bahdanau et al. 2015's additive one among them), local-p,
-and the Transformer's multi-head attention (Vaswani et al. 2017).
+"""Attention: Luong et al. 2015's score functions (Bahdanau et al. 2015's additive one among them), local-m
+and local-p, and the Transformer's multi-head attention (Vaswani et al. 2017).
 
 Symbols as in the papers: h_t the decoder state (the query), h_s the encoder states (the memory), a_t the
 weights over source positions s, mask True on real (non-pad) source positions::
@@ -8,9 +8,13 @@ weights over source positions s, mask True on real (non-pad) source positions::
     dot      score = h_tᵀ h_s
     general  score = h_tᵀ W_a h_s
     concat   score = v_aᵀ tanh(W_a [h_t; h_s])                            ("additive" is the same module)
+    local-m  p_t = t                                                      t: the query's target position
+             a_t(s) = softmax_s(score_general)  over |s - p_t| ≤ D        (monotonic alignment, no Gaussian)
     local-p  p_t = S · sigmoid(v_pᵀ tanh(W_p h_t))                         S: the sentence's real length
              a_t(s) ∝ softmax_s(score_general) · exp(-(s - p_t)² / 2σ²)  σ = D / 2, |s - p_t| ≤ D
 
+Local-m's centre stops at the sentence's last real position (p_t = min(t, S - 1)): Luong et al. leave a
+target longer than its source open, and a window past the end would hold no position to attend to.
 Local-p weights are renormalised over the window so that, as for the global scores, they sum to 1 (the
 paper leaves them unnormalised after the Gaussian). What depends on h_s alone (W_a h_s) is computed once
 per source by ``prepare``, so a decoder step costs one query-side product.
@@ -26,8 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 NEG_INF = float("-inf")
-SCORES = ("dot", "general", "concat", "additive", "local_p")
-Score = Literal["dot", "general", "concat", "additive", "local_p"]
+SCORES = ("dot", "general", "concat", "additive", "local_m", "local_p")
+Score = Literal["dot", "general", "concat", "additive", "local_m", "local_p"]
+LOCAL = ("local_m", "local_p")  # the general score inside a window of half-width D around p_t
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
@@ -81,7 +86,8 @@ class ConcatScore(nn.Module):
 
 class Attention(nn.Module):
     """Luong attention of decoder states over encoder states: global (dot, general, concat/additive) or
-    local-p (the general score inside a predicted window of half-width ``window`` = D)."""
+    local (local-m at p_t = t, local-p at a predicted p_t: the general score inside a window of
+    half-width ``window`` = D)."""
 
     def __init__(self, score: Score, query_size: int, memory_size: int, window: int) -> None:
         super().__init__()
@@ -91,16 +97,19 @@ class Attention(nn.Module):
             raise ValueError(
                 f"dot attention needs equal query and memory sizes, got {query_size}, {memory_size}"
             )
-        if score == "local_p" and window < 1:
+        if score == "local_m" and window < 0:  # D = 0: attend to s = p_t alone (hard monotonic)
+            raise ValueError(f"local_m attention needs model.local_window >= 0, got {window}")
+        if score == "local_p" and window < 1:  # σ = D/2 must be positive
             raise ValueError(f"local_p attention needs model.local_window >= 1, got {window}")
-        self.window = window if score == "local_p" else None
+        self.kind = score
+        self.window = window if score in LOCAL else None
         if score == "dot":
             self.score = DotScore()
-        elif score in ("general", "local_p"):
+        elif score in ("general", *LOCAL):
             self.score = GeneralScore(query_size, memory_size)
         else:
             self.score = ConcatScore(query_size, memory_size, query_size)
-        if self.window is not None:
+        if score == "local_p":
             self.W_p = nn.Linear(query_size, query_size, bias=False)
             self.v_p = nn.Linear(query_size, 1, bias=False)
 
@@ -108,11 +117,28 @@ class Attention(nn.Module):
         """What the score needs of the memory h_s [B, S, M], once per source."""
         return self.score.prepare(h_s)
 
-    def weights(self, h_t: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
-        """a_t [B, T, S] for queries h_t [B, T, H], prepared keys, mask [B, S] (True: real position)."""
+    def weights(self, h_t: Tensor, keys: Tensor, mask: Tensor, positions: Tensor | None = None) -> Tensor:
+        """a_t [B, T, S] for queries h_t [B, T, H], prepared keys, mask [B, S] (True: real position);
+        ``positions`` [B, T], the queries' target positions t, is what local-m centres its window on."""
         scores = self.score(h_t, keys)  # [B, T, S]
-        if self.window is None:
-            return masked_softmax(scores, mask.unsqueeze(1))
+        if self.kind == "local_m":
+            if positions is None:
+                raise TypeError("local_m attention needs the target positions of its queries")
+            return self._local_m(scores, mask, positions)
+        if self.kind == "local_p":
+            return self._local_p(scores, h_t, mask)
+        return masked_softmax(scores, mask.unsqueeze(1))
+
+    def _local_m(self, scores: Tensor, mask: Tensor, positions: Tensor) -> Tensor:
+        """Softmax of scores [B, T, S] over the real positions with |s - p_t| <= D, p_t = t."""
+        last = mask.sum(-1)[:, None, None] - 1  # S - 1 per sentence, [B, 1, 1]
+        p_t = torch.minimum(positions.unsqueeze(-1), last)  # [B, T, 1]
+        s = torch.arange(scores.size(-1), device=scores.device)  # [S]
+        inside = mask.unsqueeze(1) & ((s - p_t).abs() <= self.window)  # [B, T, S]
+        return masked_softmax(scores, inside)
+
+    def _local_p(self, scores: Tensor, h_t: Tensor, mask: Tensor) -> Tensor:
+        """Scores [B, T, S] inside the window around the predicted p_t, times the Gaussian, renormalised."""
         length = mask.sum(-1).to(scores.dtype)[:, None, None]  # S per sentence, [B, 1, 1]
         p_t = length * torch.sigmoid(self.v_p(torch.tanh(self.W_p(h_t))))  # [B, T, 1]
         distance = torch.arange(scores.size(-1), device=scores.device) - p_t  # s - p_t, [B, T, S]
@@ -121,9 +147,11 @@ class Attention(nn.Module):
         # softmax(score) · exp(-d² / 2σ²), renormalised over the window = softmax(score - d² / 2σ²) there
         return masked_softmax(scores - distance.square() / (2 * sigma**2), inside)
 
-    def forward(self, h_t: Tensor, h_s: Tensor, keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h_t: Tensor, h_s: Tensor, keys: Tensor, mask: Tensor, positions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """h_t [B, T, H], h_s [B, S, M] -> context c_t = Σ_s a_t(s) h_s [B, T, M], weights a_t [B, T, S]."""
-        a_t = self.weights(h_t, keys, mask)
+        a_t = self.weights(h_t, keys, mask, positions)
         return a_t @ h_s, a_t
 
 

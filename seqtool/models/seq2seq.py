@@ -6,10 +6,24 @@
 
     src [B, S] -> embedding -> (bi)RNN/LSTM/GRU -> h_s [B, S, H]        (bidirectional: H/2 per direction)
                       final state of the top encoder layer -> bridge: tanh(W_b h) -> decoder h_0 (c_0)
-    step t:   x_t = [embed(y_{t-1}); h̃_{t-1}]                             (input feeding; h̃_0 = 0)
-              h_t = RNN(x_t, h_{t-1})                                    the top layer's output
-              a_t = align(h_t, h_s)  [B, S]     c_t = Σ_s a_t(s) h_s
-              h̃_t = tanh(W_c [c_t; h_t])        p(y_t) = softmax(W_s h̃_t)
+
+    decoder_order: luong (Luong et al. 2015, §3): the context comes from the new state
+      step t:   x_t = [E y_{t-1}; h̃_{t-1}]                                (input feeding; h̃_0 = 0)
+                h_t = RNN(x_t, h_{t-1})                                   the top layer's output
+                a_t = align(h_t, h_s)  [B, S]     c_t = Σ_s a_t(s) h_s
+                h̃_t = tanh(W_c [c_t; h_t])        p(y_t) = softmax(W_s h̃_t)
+
+    decoder_order: bahdanau (Bahdanau et al. 2015, §3.1 and appendix A): the context comes from the previous
+    state, before the RNN step, and is part of its input
+      step i:   e_ij = a(s_{i-1}, h_j)    α_ij = softmax_j(e_ij)    c_i = Σ_j α_ij h_j
+                s_i = f(s_{i-1}, y_{i-1}, c_i) = RNN([E y_{i-1}; (h̃_{i-1};) c_i], s_{i-1})
+                h̃_i = t_i = tanh(W_c [c_i; s_i; E y_{i-1}])    p(y_i) = softmax(W_s t_i)
+
+Bahdanau's output layer is the deep output of §3.1, p(y_i) = g(y_{i-1}, s_i, c_i), with tanh where the
+paper's appendix has a maxout over s_{i-1} (the authors' later dl4mt/Nematus code uses this form too).
+Input feeding is Luong's and off in Bahdanau et al.'s model (c_i already enters the RNN); with it on,
+the RNN input also holds h̃_{i-1}. Either order takes any score; local-m's p_t is the step t in both
+(``step`` in the state). With ``attention: none`` the two orders are the same plain encoder-decoder.
 
 ``forward`` runs ``_decode`` (the step) over the target, so training and decoding share one code path.
 Scheduled sampling (Bengio et al. 2015): the trainer sets ``teacher_forcing_ratio``; in training each
@@ -27,6 +41,7 @@ The decoder state is a dict, batch first in every tensor (so ``reorder`` is one 
     memory   [B, S, H]   h_s          keys  [B, S, A]   what the score precomputes of h_s
     src_mask [B, S]      True: real   h, c  [B, L, H]   the decoder RNN's state (c for lstm only)
     feed     [B, H]      h̃_{t-1}      attention [B, S]  a_t of the last step (absent with attention: none)
+    step     [B]         t, the target positions decoded so far (local-m's p_t)
     dropout_masks        variational dropout in training only: [B, E], then [B, H] per decoder layer
 """
 
@@ -52,6 +67,8 @@ from seqtool.models.cells import (
     set_fused_forget_bias,
     step_dropout_mask,
 )
+
+ORDERS = ("luong", "bahdanau")  # model.decoder_order: where the context is computed in a decoder step
 
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
@@ -133,7 +150,7 @@ class RNNEncoder(nn.Module):
 
 
 class Seq2SeqAttention(nn.Module):
-    """An RNN encoder-decoder with Luong attention and input feeding; an incremental decoder."""
+    """An RNN encoder-decoder with Luong or Bahdanau attention and input feeding; an incremental decoder."""
 
     task_shapes = ("many-to-many asynchronous",)  # read by seqtool.shapes
 
@@ -152,7 +169,7 @@ class Seq2SeqAttention(nn.Module):
         decoder_layers: int,
         bidirectional: bool,
         dropout: float,
-        attention: Literal["none", "dot", "general", "concat", "additive", "local_p"],
+        attention: Literal["none", "dot", "general", "concat", "additive", "local_m", "local_p"],
         local_window: int,
         input_feeding: bool,
         reverse_source: bool,
@@ -162,10 +179,13 @@ class Seq2SeqAttention(nn.Module):
         layer_norm: bool = False,
         weight_norm: bool = False,
         forget_bias: float | None = None,
+        decoder_order: Literal["luong", "bahdanau"] = "luong",
     ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"model.cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        if decoder_order not in ORDERS:
+            raise ValueError(f"model.decoder_order must be one of {', '.join(ORDERS)}, got {decoder_order!r}")
         if tie_embeddings and embedding_size != hidden_size:
             raise ValueError(
                 "tie_embeddings needs model.embedding_size == model.hidden_size "
@@ -185,7 +205,9 @@ class Seq2SeqAttention(nn.Module):
             nn.Linear(hidden_size, decoder_layers * hidden_size) for _ in range(2 if cell == "lstm" else 1)
         )
         self.embedding = nn.Embedding(tgt_vocab_size, embedding_size)
-        decoder_input = embedding_size + (hidden_size if input_feeding else 0)
+        self.bahdanau_order = decoder_order == "bahdanau" and attention != "none"
+        # x = [E y; h̃ (input feeding); c (Bahdanau's order)]
+        decoder_input = embedding_size + hidden_size * (int(input_feeding) + int(self.bahdanau_order))
         self.handwritten, self.variational_dropout = self.encoder.handwritten, variational_dropout
         if self.handwritten:  # one cell per layer, stepped by _recur_cells
             sizes = [decoder_input] + [hidden_size] * (decoder_layers - 1)
@@ -197,7 +219,8 @@ class Seq2SeqAttention(nn.Module):
         self.attention = None
         if attention != "none":
             self.attention = Attention(attention, hidden_size, hidden_size, local_window)
-            self.W_c = nn.Linear(2 * hidden_size, hidden_size, bias=False)
+            output_input = 2 * hidden_size + (embedding_size if self.bahdanau_order else 0)  # [c; h (; E y)]
+            self.W_c = nn.Linear(output_input, hidden_size, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden_size, tgt_vocab_size)  # W_s
         if tie_embeddings:  # decoder input and output share one [V, H] matrix (Press & Wolf 2017)
@@ -257,7 +280,8 @@ class Seq2SeqAttention(nn.Module):
             for bridge, final in zip(self.bridges, memory["final"], strict=True)
         ]
         feed = h_s.new_zeros(batch_size, self.hidden_size)  # h̃_0 = 0
-        state = {"memory": h_s, "src_mask": memory["src_mask"], "h": bridged[0], "feed": feed}
+        step = torch.zeros(batch_size, dtype=torch.long, device=h_s.device)  # t = 0
+        state = {"memory": h_s, "src_mask": memory["src_mask"], "h": bridged[0], "feed": feed, "step": step}
         if self.cell == "lstm":
             state["c"] = bridged[1]
         if self.attention is not None:
@@ -270,21 +294,48 @@ class Seq2SeqAttention(nn.Module):
 
     def _decode(self, y_prev: Tensor, state: State) -> tuple[Tensor, State]:
         """One decoder step: y_{t-1} [B] -> logits [B, V], the next state."""
-        x = self._dropout(self.embedding(y_prev), state, 0)  # [B, E]
-        if self.input_feeding:
-            x = torch.cat([x, state["feed"]], dim=-1)  # [B, E + H]
-        recur = self._recur_cells if self.handwritten else self._recur_fused
-        h_t, hidden = recur(x, state)  # [B, H], the new h (and c)
-        state = dict(state, **hidden)
-        if self.attention is None:  # the plain encoder-decoder: h̃_t = h_t, no attention row
-            h_tilde = h_t
-        else:
-            query = h_t.unsqueeze(1)  # [B, 1, H]
-            c_t, a_t = self.attention(query, state["memory"], state["keys"], state["src_mask"])  # [B, 1, *]
-            h_tilde = torch.tanh(self.W_c(torch.cat([c_t[:, 0], h_t], dim=-1)))  # [B, H]
-            state["attention"] = a_t[:, 0]  # [B, S]
-        state["feed"] = h_tilde  # [B, H]
+        state = dict(state)  # the caller's state stays as it was (search keeps it; tests compare steps)
+        embedded = self._dropout(self.embedding(y_prev), state, 0)  # E y_{t-1}, [B, E]
+        step = self._bahdanau_step if self.bahdanau_order else self._luong_step
+        h_tilde, state = step(embedded, state)  # [B, H]
+        state["feed"], state["step"] = h_tilde, state["step"] + 1
         return self.output(self._dropout(h_tilde, state, self.decoder_layers)), state
+
+    def _luong_step(self, embedded: Tensor, state: State) -> tuple[Tensor, State]:
+        """h_t = RNN([E y_{t-1}; h̃_{t-1}], h_{t-1}), then c_t from h_t: h̃_t = tanh(W_c [c_t; h_t]) [B, H]."""
+        h_t = self._recur(self._with_feed(embedded, state), state)
+        if self.attention is None:  # the plain encoder-decoder: h̃_t = h_t, no attention row
+            return h_t, state
+        c_t = self._attend(h_t, state)
+        return torch.tanh(self.W_c(torch.cat([c_t, h_t], dim=-1))), state
+
+    def _bahdanau_step(self, embedded: Tensor, state: State) -> tuple[Tensor, State]:
+        """c_i from s_{i-1} first, then s_i = RNN([E y_{i-1}; c_i], s_{i-1}):
+        t_i = tanh(W_c [c_i; s_i; E y_{i-1}]) [B, H]."""
+        s_prev = state["h"][:, -1]  # s_{i-1}: the top decoder layer's state before this step, [B, H]
+        c_i = self._attend(s_prev, state)
+        s_i = self._recur(torch.cat([self._with_feed(embedded, state), c_i], dim=-1), state)
+        return torch.tanh(self.W_c(torch.cat([c_i, s_i, embedded], dim=-1))), state
+
+    def _with_feed(self, embedded: Tensor, state: State) -> Tensor:
+        """The RNN input [E y_{t-1}; h̃_{t-1}] with input feeding, else E y_{t-1}."""
+        return torch.cat([embedded, state["feed"]], dim=-1) if self.input_feeding else embedded
+
+    def _recur(self, x: Tensor, state: State) -> Tensor:
+        """One RNN step on x [B, I]: the new h (and c) into the state; the top layer's output [B, H]."""
+        recur = self._recur_cells if self.handwritten else self._recur_fused
+        top, hidden = recur(x, state)
+        state.update(hidden)
+        return top
+
+    def _attend(self, query: Tensor, state: State) -> Tensor:
+        """c = Σ_s a(s) h_s [B, H] for query [B, H]; a [B, S] rides along in the state (--plot-attention)."""
+        positions = state["step"].unsqueeze(1)  # [B, 1]: t, local-m's p_t
+        c, a = self.attention(
+            query.unsqueeze(1), state["memory"], state["keys"], state["src_mask"], positions
+        )
+        state["attention"] = a[:, 0]  # [B, S]
+        return c[:, 0]
 
     def _dropout(self, x: Tensor, state: State, site: int) -> Tensor:
         """Dropout at one place of the step (0 the embedding, k between layers k-1 and k, L before the
