@@ -358,3 +358,73 @@ def plot_text_activations(text: str, values, path: Path, *, title: str = "", wid
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_memory_weightings(*, inputs, outputs, write, read, path: Path, title: str = "") -> Path:
+    """Graves et al. 2014, Fig. 6: the inputs and the outputs over time (top), and under them the write
+    and the read weighting over the N memory locations at every step, white 0, black 1. The weightings
+    are drawn on a square-root scale, so a head spread evenly over 128 locations (1/128 each) is a light
+    grey band rather than nothing, and one focused on a location is black.
+    inputs [T, I], outputs [T, O] (probabilities), write and read [T, N]: arrays or CPU tensors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import Normalize, PowerNorm
+
+    panels = [
+        ("inputs", inputs),
+        ("outputs", outputs),
+        ("write weightings", write),
+        ("read weightings", read),
+    ]
+    figure, axes = plt.subplots(
+        4, 1, figsize=(9, 8), sharex=True, gridspec_kw={"height_ratios": [1, 1, 2.5, 2.5]}
+    )
+    for axis, (name, values) in zip(axes, panels):
+        grid = np.asarray(values, dtype=float).T  # [rows, T]: time runs left to right
+        weighting = "weighting" in name
+        scale = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0) if weighting else Normalize(vmin=0.0, vmax=1.0)
+        axis.imshow(grid, cmap="Greys", norm=scale, aspect="auto", interpolation="nearest")
+        axis.set_ylabel("location" if weighting else "bit", fontsize=8)
+        axis.set_title(f"{name} (square-root scale)" if weighting else name, fontsize=9, loc="left")
+    axes[-1].set_xlabel("time step")
+    figure.suptitle(title or "memory weightings", fontsize=10)
+    _save(figure, path)
+    return path
+
+
+def plot_bits_wrong_by_length(
+    curves: dict[str, dict[int, tuple[float, float]]], path: Path, *, chance: dict[int, float], trained: int
+) -> Path:
+    """Bits wrong per sequence against the sequence length, one line per model (mean ± std over seeds),
+    the fair coin dashed and the longest trained length marked: curves[label][length] = (mean, std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, points in curves.items():
+        lengths = sorted(points)
+        means = [points[n][0] for n in lengths]
+        spread = [points[n][1] for n in lengths]
+        line = axis.plot(lengths, means, marker="o", label=label)[0]
+        low, high = [m - s for m, s in zip(means, spread)], [m + s for m, s in zip(means, spread)]
+        axis.fill_between(lengths, low, high, color=line.get_color(), alpha=0.2)
+    if chance:
+        axis.plot(
+            sorted(chance),
+            [chance[n] for n in sorted(chance)],
+            "k--",
+            linewidth=1,
+            label="chance (a coin per bit)",
+        )
+    axis.axvline(trained, color="grey", linewidth=0.8, linestyle=":")
+    axis.text(trained, axis.get_ylim()[1], " trained up to here", fontsize=8, va="top", color="grey")
+    axis.set_yscale("symlog", linthresh=1.0)
+    axis.set(xlabel="sequence length (vectors to copy)", ylabel="bits wrong per sequence")
+    axis.legend(fontsize="small")
+    _save(figure, path)
+    return path
