@@ -16,18 +16,21 @@ TINY = ("task.synthetic.train_size=200", "task.synthetic.val_size=40", "task.eva
 
 def test_attention_types(tmp_path):
     report = run_recipe("attention_types", tmp_path, *TINY)
-    for kind in ("none", "dot", "general", "concat", "local_p"):
-        assert f"| {kind} |" in report, kind
+    assert "| model.attention | model.decoder_order |" in report
+    for kind in ("none", "dot", "general", "concat", "local_m", "local_p"):
+        assert f"| {kind} | luong |" in report, kind
+    assert "| additive | bahdanau |" in report
     assert "![exact match (%) per source-length bucket" in report
     assert "attention_types_by_length.png" in report and "attention_types_by_length_chrf.png" in report
     assert (
         "**Verdict (measured).** Validation exact match" in report
         and "shortest bucket (1-8 letters) → longest (>32 letters)" in report
     )
+    assert "Local windows: local_m" in report and "Decoder order, additive score: additive-bahdanau" in report
     assert "**What differs from the papers.**" in report
     # every run was scored per length bucket: the five buckets of BUCKETS=8,16,24,32
-    records = sorted((tmp_path / "runs").glob("attention_types/*/types/*/eval/by_length_val.json"))
-    assert len(records) == 5
+    records = sorted((tmp_path / "runs").glob("attention_types/*/*/*/eval/by_length_val.json"))
+    assert len(records) == 6 + 1  # six attention types in Luong's order, additive in Bahdanau's
     buckets = [bucket["bucket"] for bucket in json.loads(records[0].read_text())["buckets"]]
     assert buckets[0] == "1-8" and buckets[-1] == ">32"
 
