@@ -11,6 +11,7 @@ A checkpoint is a directory, written whole into a hidden sibling and then swappe
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -27,16 +28,30 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_weights
 from torch import Tensor, nn
 
 from seqtool import __version__
+from seqtool.data.io import DISK_ERRORS, disk_full
 from seqtool.errors import UserError
 
 FORMAT = "seqtool-checkpoint/1"
 WEIGHTS, TRAINER_STATE, META = "model.safetensors", "trainer_state.pt", "meta.json"
 _ALIASES_KEY = "seqtool.aliases"  # safetensors metadata: {dropped tied name: stored name}
 _PLAIN = (Tensor, int, float, str, bool, type(None))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What meta.json must hold, checked on load: decode and eval read the step and the model's class path.
+META_FIELDS = {
+    "step": (lambda v: _is_number(v) and isinstance(v, int) and v >= 0, "an integer ≥ 0"),
+    "model": (lambda v: isinstance(v, str), "text (the model's class path)"),
+    "metric": (lambda v: v is None or _is_number(v), "a number or null"),
+}
 
 
 @dataclass
@@ -60,18 +75,28 @@ def save_checkpoint(directory: Path, *, model: nn.Module, trainer_state: dict, m
     directory = Path(directory)
     full_meta = _full_meta(model, meta)
     _check_plain(trainer_state, "trainer_state")
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised in memory, then written with plain file writes: a full disk is then an OSError with its
+    # errno (torch.save and safetensors' save_file report it as their own RuntimeError / SafetensorError).
+    files = {WEIGHTS: _weights_bytes(model), TRAINER_STATE: _torch_bytes(trainer_state),
+             META: (json.dumps(full_meta, indent=2) + "\n").encode("utf-8")}  # fmt: skip
     tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    writing = directory
     try:
-        _write_weights(tmp / WEIGHTS, model)
-        torch.save(trainer_state, tmp / TRAINER_STATE)
-        (tmp / META).write_text(json.dumps(full_meta, indent=2) + "\n")
-        for name in (WEIGHTS, TRAINER_STATE, META):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, data in files.items():
+            writing = directory / name
+            (tmp / name).write_bytes(data)
+        for name in files:
             _fsync(tmp / name)
         _fsync(tmp)
         _swap_in(tmp, directory)
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        kept = f"; {directory} keeps the previous checkpoint" if (directory / META).is_file() else ""
+        raise disk_full(writing, error, kept=kept) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _remove_stale_siblings(directory)
@@ -102,8 +127,9 @@ def _check_plain(value: Any, where: str) -> None:
         raise TypeError(f"{where} is a {type(value).__name__}; trainer state holds only plain types")
 
 
-def _write_weights(path: Path, model: nn.Module) -> None:
-    """save_file the state dict with each tied tensor stored once; the aliases ride in the metadata."""
+def _weights_bytes(model: nn.Module) -> bytes:
+    """The safetensors file of the state dict, each tied tensor stored once; the aliases ride in the
+    metadata."""
     stored: dict[str, Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
@@ -115,7 +141,13 @@ def _write_weights(path: Path, model: nn.Module) -> None:
         seen[key] = name
         # clone() also separates tensors that overlap without being identical, which safetensors refuses
         stored[name] = tensor.detach().to("cpu", copy=True).contiguous()
-    save_file(stored, str(path), metadata={_ALIASES_KEY: json.dumps(aliases)})
+    return save_weights(stored, metadata={_ALIASES_KEY: json.dumps(aliases)})
+
+
+def _torch_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def _swap_in(tmp: Path, directory: Path) -> None:
@@ -172,13 +204,20 @@ def load_checkpoint(directory: Path, *, map_location: str | torch.device = "cpu"
     return Checkpoint(model_state, trainer_state, meta, directory)
 
 
-def _existing_checkpoint(directory: Path) -> Path:
-    """`directory` itself, or the old copy a save set aside just before it crashed mid-swap."""
+def find_checkpoint(directory: Path) -> Path | None:
+    """`directory` itself, or the old copy a save set aside just before it crashed mid-swap; None when
+    neither holds a checkpoint."""
+    directory = Path(directory)
     if (directory / META).is_file():
         return directory
-    for old in _siblings(directory, "old"):
-        if (old / META).is_file():
-            return old
+    return next((old for old in _siblings(directory, "old") if (old / META).is_file()), None)
+
+
+def _existing_checkpoint(directory: Path) -> Path:
+    """find_checkpoint's answer, or a UserError saying what is there instead."""
+    found = find_checkpoint(directory)
+    if found is not None:
+        return found
     if not directory.exists():
         raise UserError(f"{directory} does not exist, so it is not a seqtool checkpoint (no meta.json)")
     raise UserError(
@@ -197,6 +236,12 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise UserError(f"{path} has format {found!r}, expected {FORMAT!r}; it is not a seqtool checkpoint")
+    for key, (check, wanted) in META_FIELDS.items():
+        if not check(meta.get(key)):
+            raise UserError(
+                f"{path}: {key!r} is {meta.get(key)!r}, not {wanted}; the checkpoint is damaged, use another "
+                "one (--checkpoint last or best) or restore it from a copy of the run"
+            )
     return meta
 
 

@@ -128,7 +128,12 @@ def decode(
     """
     from seqtool import commands
     from seqtool.decode.settings import DecodeOptions, SearchSettings, choose_strategy
+    from seqtool.errors import UserError
 
+    if plot_attention is not None and plot is not None:
+        raise UserError("--plot-attention and --plot name the same folder of plots; give one")
+    _check_writable(files={"--output": output}, folders={"--plot-attention": plot_attention, "--plot": plot,
+                    "--plot-memory": plot_memory, "--plot-activations": plot_activations})  # fmt: skip
     strategy = choose_strategy(greedy=greedy, beam=beam, nbest=nbest, alpha=length_penalty,
                                temperature=temperature, top_k=top_k, top_p=top_p)  # fmt: skip
     search = SearchSettings(
@@ -188,6 +193,7 @@ def evaluate(
     strategy = choose_strategy(greedy=greedy, beam=beam, alpha=length_penalty)
     search = SearchSettings(strategy, max_len=max_len, min_len=min_len, no_repeat_ngram=no_repeat_ngram)
     run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
+    _check_writable(files={}, folders={"seqtool eval records its results in": run_dir})
     metrics = commands.evaluate(run, split, search, src=src, ref=ref, by_length=lengths)
     if as_json:
         typer.echo(json.dumps(metrics))
@@ -229,6 +235,7 @@ def diagnose(
         raise UserError("name a diagnostic: --grad-through-time")
     if split not in ("val", "test"):
         raise UserError(f"--split {split}: use val or test")
+    _check_writable(files={"--output": output}, folders={})
     run = commands.load_run(run_dir, checkpoint=checkpoint, device=device)
     result = diagnosing.grad_through_time(run, split=split)
     path = output or Path(run_dir) / "plots" / "grad_through_time.png"
@@ -353,6 +360,18 @@ def compare(
         typer.echo(comparing.render(result, output_format), nl=False)
 
 
+def _check_writable(*, files: dict[str, Path | None], folders: dict[str, Path | None]) -> None:
+    """Refuse, before a run is loaded, an output that cannot be written (seqtool.data.io)."""
+    from seqtool.data.io import check_writable_file, check_writable_folder
+
+    for option, path in files.items():
+        if path is not None:
+            check_writable_file(path, option)
+    for option, path in folders.items():
+        if path is not None:
+            check_writable_folder(path, option)
+
+
 def _print_table(title: str, metrics: dict[str, float], *, caption: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -397,12 +416,17 @@ def main() -> None:
 
 
 def _exit_for(error: Exception) -> None:
+    from seqtool.data.io import DISK_ERRORS, disk_full
     from seqtool.train import Interrupted
 
     if isinstance(error, Interrupted):
         _fail(str(error), 130)
     if isinstance(error, typer.Abort):
+        if isinstance(error.__cause__, EOFError):  # Click turns an EOFError into Abort: it is a bug
+            raise error.__cause__
         _fail("interrupted", 130)
+    if isinstance(error, OSError) and error.errno in DISK_ERRORS:  # the machine's state, never a bug
+        _fail(f"error: {disk_full(error.filename or 'a file', error)}", 2)
     if isinstance(error, _usage_errors()):  # one line, like every user error, with where to look
         context = getattr(error, "ctx", None)
         where = f"; see {context.command_path} --help" if context is not None else ""

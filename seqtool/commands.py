@@ -22,8 +22,9 @@ from omegaconf import DictConfig
 from torch import nn
 
 from seqtool import distributed, shapes
-from seqtool.checkpoint import load_checkpoint, load_model_weights
+from seqtool.checkpoint import find_checkpoint, load_checkpoint, load_model_weights
 from seqtool.config import instantiate, load_run_config, new_run_dir, save_config
+from seqtool.data.io import check_writable_folder
 from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.errors import UserError
 
@@ -94,6 +95,7 @@ def train(cfg: DictConfig, *, resume: Path | None = None) -> tuple[Path, dict[st
     distributed.init(device)
     try:
         run_dir = Path(resume) if resume else Path(distributed.broadcast(str(new_run_dir(cfg))))
+        check_writable_folder(run_dir, "--resume" if resume else "run_dir=")
         if not resume and (run_dir / "checkpoints").exists():
             raise UserError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another run_dir"
@@ -119,7 +121,8 @@ def _plot_curves(run_dir: Path) -> None:
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     """The saved config of a run to continue, with overrides such as a larger trainer.max_steps."""
-    if not (Path(run_dir) / "checkpoints" / "last" / "meta.json").is_file():
+    check_run_directory(run_dir)
+    if find_checkpoint(Path(run_dir) / "checkpoints" / "last") is None:
         load_run_config(run_dir)  # a clear error if it is not a run at all
         raise UserError(f"{run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
     return load_run_config(run_dir, overrides)
@@ -136,20 +139,40 @@ class LoadedRun:
     step: int | None = None  # the checkpoint's training step
 
 
+CHECKPOINTS = ("best", "last")
+
+
+def check_run_directory(run_dir: Path) -> None:
+    """The run-directory layer's first check: a path that is a file is not a run (config.yaml, the
+    checkpoints and the vocabulary are checked where they are read: config, checkpoint, data.vocab)."""
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir} is a file, not a run directory; give the folder `seqtool train` made")
+
+
 def load_run(run_dir: Path, *, checkpoint: str = "best", device: str = "auto") -> LoadedRun:
-    """Rebuild a run's task and model from its directory, with the chosen checkpoint's weights (eval mode)."""
+    """Rebuild a run's task and model from its directory, with the chosen checkpoint's weights (eval mode).
+    Everything decoding needs is checked before the task reads any data: the config, a checkpoint
+    (best, else last), and (in the task's setup) the vocabulary."""
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"--checkpoint {checkpoint}: use best or last")
+    check_run_directory(run_dir)
     cfg = load_run_config(run_dir)
     torch_device = resolve_device(device)
-    directory = Path(run_dir) / "checkpoints" / checkpoint
+    checkpoints = Path(run_dir) / "checkpoints"
+    if not checkpoints.is_dir():
+        raise UserError(
+            f"{run_dir} has no checkpoint (no checkpoints/best or checkpoints/last): it stopped before its "
+            "first one; resume it with seqtool train --resume, or give another run"
+        )
+    directory = checkpoints / checkpoint
     if checkpoint == "best" and not directory.is_dir():
-        directory = Path(run_dir) / "checkpoints" / "last"
+        directory = checkpoints / "last"
     saved = load_checkpoint(directory, map_location=torch_device)
     task, model = build(cfg, Path(run_dir), torch_device)
     load_model_weights(model, saved, expected_model=str(cfg.model._target_))
     model.eval()
-    step = saved.meta.get("step")
     return LoadedRun(cfg=cfg, task=task, model=model, device=torch_device, run_dir=Path(run_dir),
-                     checkpoint=directory.name, step=step if isinstance(step, int) else None)  # fmt: skip
+                     checkpoint=directory.name, step=saved.meta["step"])  # fmt: skip
 
 
 def decode(run: LoadedRun, options: DecodeOptions) -> str | None:
@@ -160,10 +183,47 @@ def decode(run: LoadedRun, options: DecodeOptions) -> str | None:
         from seqtool import activations
 
         return activations.plot(run, options)
+    check_decode_options(run.task, options)
+    refuse_search(run.task, options.search, "decode")
     search = options.search.with_default(run.task.default_strategy)
     if search.strategy is not None:
         search.strategy.check(run.task.end_token)
     run.task.decode_output.write(run.task, run.model, options, search)
+
+
+def check_decode_options(task: Task, options: DecodeOptions) -> None:
+    """Refuse an option this run's task would ignore: --prime where it reads no text, --horizon where it
+    predicts no frames, --prime beside --input."""
+    layout = task.decode_output
+    if options.prime and options.input is not None:
+        raise UserError("--prime and --input both give the text to decode; give one")
+    if options.prime and not layout.reads_prime:
+        raise UserError(
+            "--prime is text to continue (char LM) or translate; this run's task does not read text, "
+            "give --input (or nothing, for its own val inputs)"
+        )
+    if options.horizon is not None and not layout.predicts_frames:
+        raise UserError("--horizon is how many frames a video model predicts; this run decodes text")
+
+
+def refuse_search(task: Task, search: SearchSettings, command: str) -> None:
+    """A task that does not search (a video rollout), or whose evaluation does not decode (the char LM's
+    and the memory task's scores), refuses search settings instead of ignoring them."""
+    given = {"--beam/--greedy/sampling": search.strategy is not None, "--max-len": search.max_len is not None,
+             "--min-len": search.min_len > 0, "--no-repeat-ngram": search.no_repeat_ngram > 0}  # fmt: skip
+    asked = [name for name, present in given.items() if present]
+    if not asked:
+        return
+    if task.default_strategy is None:
+        raise UserError(
+            f"video prediction is a rollout of frames, not a search: {', '.join(asked)} does not apply "
+            "(--horizon sets the frames)"
+        )
+    if command == "eval" and task.end_token is None:
+        raise UserError(
+            f"this run's evaluation scores its outputs without decoding (loss, bpc, accuracy): "
+            f"{', '.join(asked)} does not apply to seqtool eval of it"
+        )
 
 
 def evaluate(
@@ -181,6 +241,7 @@ def evaluate(
         raise UserError(f"--split {split}: use val or test")
     if (src is None) != (ref is None):
         raise UserError("--src and --ref go together")
+    refuse_search(run.task, search, "eval")
     if src is not None:
         split = run.task.add_split("files", src=src, ref=ref)
     started = time.perf_counter()

@@ -45,13 +45,14 @@ class Outcome:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-def outcome(argv: list[str], *, stdin: str | None = None) -> Outcome:
+def outcome(argv: list[str], *, stdin: str | bytes | None = None) -> Outcome:
     """`seqtool ARGV` through seqtool.cli.main in this process. An exception that escapes main (an
     internal error) ends as status 1 with its traceback on stderr, as the console script would."""
     from seqtool.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    given = io.TextIOWrapper(io.BytesIO((stdin or "").encode("utf-8")), encoding="utf-8")
+    raw = stdin if isinstance(stdin, bytes) else (stdin or "").encode("utf-8")
+    given = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8")
     saved = sys.argv, sys.stdin
     sys.argv, sys.stdin = ["seqtool", *argv], given
     code = 0
@@ -72,7 +73,7 @@ def outcome(argv: list[str], *, stdin: str | None = None) -> Outcome:
 def outcome_subprocess(
     argv: list[str],
     *,
-    stdin: str | None = None,
+    stdin: str | bytes | None = None,
     close_stdin: bool = False,
     file_size_limit: int | None = None,
     timeout: float = 180,
@@ -90,15 +91,15 @@ def outcome_subprocess(
 
     result = subprocess.run(
         [sys.executable, "-m", "seqtool", *argv],
-        input=None if close_stdin else (stdin if stdin is not None else ""),
+        input=None if close_stdin else (stdin.encode("utf-8") if isinstance(stdin, str) else stdin or b""),
         cwd=ROOT,
         capture_output=True,
-        text=True,
         timeout=timeout,
         preexec_fn=before_exec,
         env=os.environ | {"PYTHONDONTWRITEBYTECODE": "1"},
     )
-    return Outcome(result.returncode, result.stdout, result.stderr)
+    text = lambda data: data.decode("utf-8", errors="replace")  # noqa: E731
+    return Outcome(result.returncode, text(result.stdout), text(result.stderr))
 
 
 def snapshot(paths: Iterable[Path]) -> dict[str, str]:
@@ -127,7 +128,7 @@ def check_refusal(result: Outcome, match: str, before: dict[str, str], protect: 
 
 
 def assert_refused(
-    argv: list[str], *, match: str, stdin: str | None = None, protect: Iterable[Path] = ()
+    argv: list[str], *, match: str, stdin: str | bytes | None = None, protect: Iterable[Path] = ()
 ) -> str:
     """`seqtool ARGV` (in process) must end in exit 2 and one stderr line matching `match`, without a
     traceback, leaving every file under `protect` as it was. Returns that line."""
@@ -140,7 +141,7 @@ def refused_subprocess(
     argv: list[str],
     *,
     match: str,
-    stdin: str | None = None,
+    stdin: str | bytes | None = None,
     protect: Iterable[Path] = (),
     close_stdin: bool = False,
     file_size_limit: int | None = None,

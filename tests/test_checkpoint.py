@@ -125,11 +125,15 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch
     first = Other()
     save(directory, first, step=1)
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
+    write_bytes = pathlib.Path.write_bytes
 
-    monkeypatch.setattr(ckpt.torch, "save", crash)  # weights already written into the temp dir
-    with pytest.raises(OSError, match="disk full"):
+    def crash(path: pathlib.Path, data: bytes) -> int:
+        if path.name == ckpt.TRAINER_STATE:  # the weights are already written into the temp dir
+            raise OSError("the writer died")
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", crash)
+    with pytest.raises(OSError, match="the writer died"):
         save(directory, Other(), step=2)
 
     loaded = load_checkpoint(directory)
@@ -367,3 +371,115 @@ def test_best_keeper_state_dict_round_trip(tmp_path):
     assert top_steps(tmp_path) == ["step_1", "step_5"]
     with pytest.raises(UserError, match="mode=min"):
         BestKeeper(tmp_path, keep=2, mode="max").load_state_dict(state)
+
+
+# ------------------------------------------------------------------------------- a full disk, a crash
+
+
+def test_a_full_disk_during_a_save_is_a_user_error_and_the_old_checkpoint_survives(tmp_path, monkeypatch):
+    net = TiedLM()
+    save(tmp_path / "last", net, step=3)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "last").iterdir()}
+    written = []
+
+    def full_disk(path: pathlib.Path, data: bytes) -> int:
+        written.append(path.name)
+        if path.name == ckpt.TRAINER_STATE:  # the weights fitted; the trainer state does not
+            raise OSError(28, "No space left on device")
+        return original(path, data)
+
+    original = pathlib.Path.write_bytes
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full_disk)
+    with pytest.raises(UserError, match=r"cannot write .*trainer_state\.pt: No space left on device.*keeps"):
+        save(tmp_path / "last", TiedLM(), step=9)
+    monkeypatch.undo()
+    assert written == [ckpt.WEIGHTS, ckpt.TRAINER_STATE]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "last").iterdir()} == before
+    assert sorted(os.listdir(tmp_path)) == ["last"]  # no half-written sibling left behind
+    assert load_checkpoint(tmp_path / "last").meta["step"] == 3
+
+
+def test_an_error_that_is_not_the_disk_keeps_its_traceback(tmp_path, monkeypatch):
+    def broken(path: pathlib.Path, data: bytes) -> int:
+        raise OSError(5 if path.name == ckpt.META else 0, "a bug, or a dying disk: not the user's to fix")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", broken)
+    with pytest.raises(OSError, match="not the user's"):
+        save(tmp_path / "last", TiedLM())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("step", "3", r"'step' is '3', not an integer"), ("step", -1, "'step' is -1"),
+     ("step", True, "'step' is True"), ("model", 7, "'model' is 7, not text"),
+     ("metric", "low", "'metric' is 'low', not a number")],
+)  # fmt: skip
+def test_meta_fields_of_the_wrong_type_are_refused(tmp_path, key, value, message):
+    save(tmp_path / "ck", TiedLM())
+    meta = json.loads((tmp_path / "ck" / ckpt.META).read_text()) | {key: value}
+    (tmp_path / "ck" / ckpt.META).write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=message):
+        load_checkpoint(tmp_path / "ck")
+
+
+CRASH_SCRIPT = """
+import os, pathlib, signal, sys
+from seqtool import checkpoint, commands
+from seqtool.config import compose
+
+where, overrides = sys.argv[1], sys.argv[2:]
+if where == "renaming":  # SIGKILL between the two renames: last is set aside, its successor not yet in place
+    replace = os.replace
+    def dying_replace(src, dst):
+        replace(src, dst)
+        if pathlib.Path(src).name == "last":
+            os.kill(os.getpid(), signal.SIGKILL)
+    checkpoint.os.replace = dying_replace
+else:  # SIGKILL halfway through writing the trainer state of the second save of last
+    write_bytes, saves = pathlib.Path.write_bytes, []
+    def dying_write(path, data):
+        if path.name == checkpoint.TRAINER_STATE and path.parent.name.startswith(".last.tmp"):
+            saves.append(path)
+            if len(saves) == 2:
+                write_bytes(path, data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+        return write_bytes(path, data)
+    pathlib.Path.write_bytes = dying_write
+commands.train(compose(overrides))
+"""
+
+
+@pytest.mark.parametrize("where", ["writing", "renaming"])
+def test_a_run_killed_inside_a_checkpoint_write_resumes_exactly(tmp_path, where):
+    """SIGKILL inside the save of checkpoints/last at step 8 (of 12, saved every 4): the step-4 checkpoint
+    survives (in place, or set aside as .last.old-PID), and --resume from it gives the uninterrupted run's
+    loss at every step and its final weights."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from seqtool import commands
+    from seqtool.config import compose
+    from tests.helpers import ROOT, tiny_corpus, tiny_run
+
+    corpus = tiny_corpus(tmp_path)
+    common = ["trainer.eval_every=4", "model.dropout=0.3", "trainer.lr_schedule.kind=constant"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    commands.train(compose(tiny_run(corpus, straight, *common, steps=12)))
+    argv = [sys.executable, "-c", CRASH_SCRIPT, where, *tiny_run(corpus, killed, *common, steps=12)]
+    crash = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert crash.returncode == -9, crash.stderr
+    survivor = ckpt.find_checkpoint(killed / "checkpoints" / "last")
+    assert survivor is not None and load_checkpoint(survivor).meta["step"] == 4
+    assert (survivor.name == "last") == (where == "writing")
+    commands.train(commands.resume_config(killed, []), resume=killed)
+
+    def losses(run_dir: pathlib.Path) -> dict[int, float]:
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["loss"] for r in records if "loss" in r}  # steps 5-8 twice: the resumed ones win
+
+    assert sorted(losses(killed)) == list(range(1, 13)) and losses(killed) == losses(straight)
+    final = [load_file(run / "checkpoints" / "last" / ckpt.WEIGHTS) for run in (straight, killed)]
+    assert final[0].keys() == final[1].keys() and all(torch.equal(final[0][k], final[1][k]) for k in final[0])
+    assert sorted(os.listdir(killed / "checkpoints")) == ["best", "last"]  # the crash's leftovers removed

@@ -199,3 +199,29 @@ def test_decode_reads_the_prime_from_an_input_file(trained, tmp_path):
 
 def test_beam_search_on_a_char_lm_is_a_user_error(trained):
     assert_user_error(seqtool("decode", str(trained), "--beam", "3"), "beam search needs an end token")
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "said"),
+    [
+        (EOFError("a reader's bug"), 1, "EOFError: a reader's bug"),  # not "interrupted" (Click's Abort)
+        (OSError(5, "Input/output error", "/data/x"), 1, "OSError: [Errno 5]"),  # not the user's to fix
+        (OSError(28, "No space left on device", "/runs/r/metrics.jsonl"), 2,
+         "error: cannot write /runs/r/metrics.jsonl: No space left on device; free some space"),
+        (OSError(27, "File too large", "/runs/o.npy"), 2, "error: cannot write /runs/o.npy: File too large"),
+    ],
+)  # fmt: skip
+def test_only_a_full_disk_among_os_errors_is_the_users(monkeypatch, tmp_path, raised, status, said):
+    """A full disk (or quota, or file-size limit) is one line and exit 2 wherever the write happens; any
+    other OSError, and an EOFError that Click would call an abort, keeps its traceback and exits 1."""
+    from seqtool import commands
+    from tests.bad_inputs import outcome
+
+    def failing(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(commands, "load_run", failing)
+    result = outcome(["eval", str(tmp_path)])
+    assert result.code == status and said in result.stderr, result.stderr
+    assert ("Traceback" in result.stderr) == (status == 1)
+    assert status == 1 or len(result.lines()) == 1

@@ -183,6 +183,9 @@ def read_karpathy(json_file: Path) -> dict[str, list[Entry]]:
         images = json.loads(_open_text(json_file, "task.files.captions"))["images"]
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{json_file} is not a Karpathy split JSON with an 'images' list ({error})") from None
+    if not isinstance(images, list):
+        kind = type(images).__name__
+        raise UserError(f"{json_file} is not a Karpathy split JSON: its 'images' is a {kind}, not a list")
     splits: dict[str, list[Entry]] = {split: [] for split in SPLITS}
     for number, image in enumerate(images):
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqtool.data.io import DISK_ERRORS, disk_full, readable_file
 from seqtool.errors import UserError
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -190,12 +192,10 @@ def hub_digits(name: str) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------- .npy
 def load_npy(path: str, *, what: str = "--input") -> np.ndarray:
     """A .npy array of frames, memory-mapped (mnist_test_seq.npy is 800 MB); not yet validated."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"{what} {path}: no such file")
+    file = readable_file(path, what)
     try:
         array = np.load(file, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError) as error:  # EOFError: an empty file
         raise UserError(f"{what} {path} is not a readable .npy array ({error})") from None
     if not isinstance(array, np.ndarray):  # an .npz archive
         raise UserError(f"{what} {path} is an .npz archive; save one array with numpy.save")
@@ -205,6 +205,8 @@ def load_npy(path: str, *, what: str = "--input") -> np.ndarray:
 def as_sequences(array: np.ndarray, *, what: str = "--input") -> tuple[np.ndarray, str]:
     """Sequences [N, T, H, W] and the layout they came in: "THW" (one sequence), "NTHW", or "TNHW", the
     standard mnist_test_seq.npy layout, recognised by its shape (20, 10000, 64, 64)."""
+    if 0 in array.shape:
+        raise UserError(f"{what} has shape {tuple(array.shape)}: it holds no sequences (an axis of length 0)")
     if array.ndim == 3:
         return array[None], "THW"
     if array.ndim == 4 and array.shape == STANDARD_TEST_SHAPE:
@@ -225,8 +227,17 @@ def save_sequences(frames: Tensor, layout: str, as_uint8: bool, path: Path) -> N
         array = array[0]
     elif layout == "TNHW":
         array = np.swapaxes(array, 0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, array)
+    # np.save into a file truncates silently on a full disk (numpy does not check the short write), so
+    # the array is serialised in memory and written with a checked write.
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buffer.getvalue())
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        raise disk_full(path, error) from None
 
 
 def to_unit_frames(array: np.ndarray, *, what: str = "--input") -> Tensor:

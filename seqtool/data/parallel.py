@@ -8,10 +8,10 @@ UTF-8. Each problem is one UserError naming the file and how to fix it.
 from __future__ import annotations
 
 import gzip
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from seqtool.data.io import readable_file, standard_input_bytes
 from seqtool.errors import UserError
 
 Pair = tuple[str, str]
@@ -49,13 +49,11 @@ def numbered_lines(source: str | None, prime: str, *, chunk: int = 256) -> Itera
     time (so a pipe gets each answer at once), from a file after every line has been read and checked,
     or the single line `prime`."""
     if source == "-":
-        for number, raw in enumerate(iter(sys.stdin.buffer.readline, b""), start=1):
+        for number, raw in enumerate(iter(standard_input_bytes().readline, b""), start=1):
             yield [(number, decode_line(raw, "standard input", number))]
         return
     if source is not None:
-        if not Path(source).is_file():
-            raise UserError(f"--input {source}: no such file")
-        lines = read_lines(Path(source))
+        lines = read_lines(readable_file(source, "--input"))
     elif prime:
         lines = [prime]
     else:

@@ -15,6 +15,22 @@ SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 PAD, BOS, EOS, UNK = range(4)
 
 
+def saved_vocabulary(run_dir: Path, files: list[Path]) -> bool:
+    """True when the run holds its vocabulary files (load them); False for a run not yet trained (build
+    them). A run with checkpoints but without one of them is refused: a vocabulary rebuilt from the corpus
+    may number the tokens otherwise than the weights learned them, and decoding would scramble silently."""
+    missing = [path for path in files if not path.is_file()]
+    if not missing:
+        return True
+    if not (Path(run_dir) / "checkpoints").is_dir():
+        return False
+    raise UserError(
+        f"{missing[0]} is missing: this run's weights were trained with it and a vocabulary rebuilt from "
+        f"the corpus may number the tokens differently; restore {Path(missing[0]).relative_to(run_dir)} "
+        "from a copy of the run, or train a new run"
+    )
+
+
 class CharVocab:
     """Characters <-> ids, in sorted order of the training text's distinct characters."""
 

@@ -16,7 +16,7 @@ at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
@@ -35,6 +35,8 @@ class Text:
 
     labelled: bool = False  # one-best lines start with the input's label
     blocks: bool = False  # samples of several lines, a blank line between them, no scores
+    reads_prime: bool = False  # --prime is an input (char LM, translation); elsewhere it is refused
+    predicts_frames: ClassVar[bool] = False  # --horizon is refused
 
     def write(self, task: Task, model: nn.Module, options: DecodeOptions, search: SearchSettings) -> None:
         several = search.strategy.nbest > 1 or search.strategy.copies(options.num) > 1
@@ -69,6 +71,9 @@ class Text:
 class Frames:
     """Predicted frames: --output as .npy (the input's layout and dtype), --plot strips and GIFs, and a
     summary line with the MSE against the truth when the input holds it."""
+
+    reads_prime: ClassVar[bool] = False
+    predicts_frames: ClassVar[bool] = True  # --horizon sets how many
 
     def write(self, task: Task, model: nn.Module, options: DecodeOptions, search: SearchSettings) -> None:
         from seqtool.data import moving_mnist

@@ -30,6 +30,7 @@ from seqtool.data import captions as data
 from seqtool.data import shapes
 from seqtool.data.batching import pad
 from seqtool.data.captions import BOS, EOS, PAD, ImageSet, WordVocab, tokenize
+from seqtool.data.vocab import saved_vocabulary
 from seqtool.decode.generate import Decoded, DecodeInput, Start, decode_batched
 from seqtool.decode.output import Text
 from seqtool.decode.settings import Beam, DecodeOptions, Greedy, SearchSettings
@@ -123,7 +124,7 @@ class CaptioningTask:
         self.run_dir, self.rank, self.world_size = Path(run_dir), rank, world_size
         self.device = device or torch.device("cpu")
         path = self.run_dir / VOCAB_FILE
-        if path.is_file():
+        if saved_vocabulary(self.run_dir, [path]):
             self.vocab = WordVocab.load(path)
             return
         self.vocab = WordVocab.build([tokenize(c) for cs in self.split("train").captions for c in cs],

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from seqtool.by_length import refuse as refuse_by_length
 from seqtool.data.io import read_input
 from seqtool.data.text import hub_text, read_local, stdlib_source
-from seqtool.data.vocab import CharVocab
+from seqtool.data.vocab import CharVocab, saved_vocabulary
 from seqtool.decode.generate import Decoded, DecodeInput, Start, decode_batched
 from seqtool.decode.output import Text
 from seqtool.decode.search import prime
@@ -92,7 +92,7 @@ class CharLMTask:
         cut_val = int(len(text) * self.fractions[0])
         cut_test = int(len(text) * (self.fractions[0] + self.fractions[1]))
         vocab_path = Path(run_dir) / VOCAB_FILE
-        if vocab_path.is_file():
+        if saved_vocabulary(run_dir, [vocab_path]):
             self.vocab = CharVocab.load(vocab_path)
         else:
             self.vocab = CharVocab.build(text[:cut_val])
@@ -190,7 +190,7 @@ class CharLMTask:
         raise UserError("the char LM scores its own splits; --src/--ref are for translation")
 
     # ------------------------------------------------------------------------------------ decode
-    decode_output = Text(blocks=True)  # samples span lines: a blank line between them
+    decode_output = Text(blocks=True, reads_prime=True)  # samples span lines, a blank line between
     default_strategy = Sampling()
     end_token = None  # a language model of running text has no end
     DEFAULT_LENGTH = 200  # characters generated without --max-len

@@ -29,6 +29,7 @@ from seqtool.by_length import ByLength
 from seqtool.data import batching, parallel
 from seqtool.data.sources import HubSource, LocalFiles, Sources, SyntheticSource
 from seqtool.data.tokenize import BOS, EOS, PAD, build_or_load, vocab_files
+from seqtool.data.vocab import saved_vocabulary
 from seqtool.decode.generate import Decoded, DecodeInput, Start, check_fits, decode_batched, limits
 from seqtool.decode.output import Text
 from seqtool.decode.settings import Beam, DecodeOptions, Greedy, SearchSettings
@@ -112,7 +113,8 @@ class TranslationTask:
         self.pairs: dict[str, list[Pair]] = {}
         self.ids: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
         self.stream: batching.TrainStream | None = None
-        if not all(path.is_file() for path in vocab_files(run_dir, self.tokenizer_options["joint"]).values()):
+        files = vocab_files(run_dir, self.tokenizer_options["joint"])
+        if not saved_vocabulary(run_dir, list(files.values())):
             self.pairs = self.sources.read(self.seed)
         self.src_tokenizer, self.tgt_tokenizer = self._tokenizers(run_dir, rank)
 
@@ -292,7 +294,7 @@ class TranslationTask:
         path.write_text("".join(f"{line}\n" for line in hypotheses), encoding="utf-8")
 
     # ------------------------------------------------------------------------------------ decode
-    decode_output = Text(labelled=False)  # one line per input line
+    decode_output = Text(labelled=False, reads_prime=True)  # one line per input line
     default_strategy = Beam(size=5)
     end_token = EOS
 
