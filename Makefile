@@ -38,8 +38,9 @@ format: install
 	$(VENV)/bin/ruff format seqtool tests benchmarks
 	$(VENV)/bin/ruff check --fix seqtool tests benchmarks
 
+# every benchmark, one JSON + one Markdown table in benchmarks/results/ (make bench DEVICE=cuda on a GPU)
 bench: install
-	$(PY) benchmarks/char_rnn.py
+	$(PY) benchmarks/run_all.py --device $(or $(DEVICE),cpu)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -120,7 +120,8 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     sizes = {"src_vocab_size": args.vocab, "tgt_vocab_size": args.vocab, "pad_index": PAD, "bos_index": BOS}
-    model = instantiate(compose(["task=translation", "model=transformer"]).model, **sizes, eos_index=EOS).to(device)
+    cfg = compose(["task=translation", "model=transformer"]).model
+    model = instantiate(cfg, **sizes, eos_index=EOS).to(device)
     shape = (args.train_batch, args.train_len)
     src, tgt = (torch.randint(FIRST_WORD, args.vocab, shape, generator=generator).to(device) for _ in "st")
     tgt_in = torch.cat([torch.full_like(tgt[:, :1], BOS), tgt[:, :-1]], 1)

@@ -55,7 +55,8 @@ def build(name: str, vocab: int, device: torch.device, seed: int) -> nn.Module:
     """The model of conf/model/NAME.yaml, as the translation task would build it, randomly initialised."""
     torch.manual_seed(seed)
     sizes = {"src_vocab_size": vocab, "tgt_vocab_size": vocab, "pad_index": PAD, "bos_index": BOS}
-    return instantiate(compose(["task=translation", f"model={name}"]).model, **sizes, eos_index=EOS).to(device)
+    cfg = compose(["task=translation", f"model={name}"]).model
+    return instantiate(cfg, **sizes, eos_index=EOS).to(device)
 
 
 # ------------------------------------------------------------------------------------ (1) beam search

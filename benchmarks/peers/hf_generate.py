@@ -10,7 +10,7 @@ sentences/s. ratio = seqtool / HF. One thread by default (--threads), as the iss
 
     cd /work/main && .venv/bin/python benchmarks/peers/hf_generate.py [--device cuda] [--profile]
 
-`--profile` prints torch.profiler's table for seqtool's beam 5 at the largest batch instead of timing.
+`--profile` prints torch.profiler's tables of both sides' beam 5 at the largest batch instead of timing.
 Needs `transformers` (the `bench` extra). The last line printed is the result as JSON.
 """
 
@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sentences", type=int, default=4, help="sentences timed per round at batch 1")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sentence")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="profile seqtool's beam search; no timing")
+    parser.add_argument("--profile", action="store_true", help="profile both sides' beam search; no timing")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -60,7 +60,8 @@ def seqtool_model(vocab: int, device: torch.device, seed: int) -> nn.Module:
     """conf/model/transformer.yaml, as the translation task builds it, randomly initialised."""
     torch.manual_seed(seed)
     sizes = {"src_vocab_size": vocab, "tgt_vocab_size": vocab, "pad_index": PAD, "bos_index": BOS}
-    return instantiate(compose(["task=translation", "model=transformer"]).model, **sizes, eos_index=EOS).to(device).eval()
+    cfg = compose(["task=translation", "model=transformer"]).model
+    return instantiate(cfg, **sizes, eos_index=EOS).to(device).eval()
 
 
 def marian_model(vocab: int, device: torch.device, seed: int) -> nn.Module:
@@ -130,13 +131,15 @@ def setting(args, models: dict[str, nn.Module], beam: int, batch: int, device) -
     return alternate(timed, rounds=args.rounds, unit="sent/s")
 
 
-def profile(args, model: nn.Module, device: torch.device) -> None:
-    """torch.profiler's table (self CPU time) for seqtool's beam search at the largest batch."""
+def profile(args, models: dict[str, nn.Module], device: torch.device) -> None:
+    """torch.profiler's table (self CPU time) of each side's beam search at the largest batch."""
     src = random_batch(max(args.batches), args.vocab, device, args.seed)
-    seqtool_decode(model, src[:2], args.beam, 2)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        seqtool_decode(model, src, args.beam, args.new_tokens)
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    for name, decode in (("seqtool", seqtool_decode), ("hf", hf_decode)):
+        decode(models[name], src[:2], args.beam, 2)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            decode(models[name], src, args.beam, args.new_tokens)
+        print(f"{name}: beam {args.beam}, batch {src.size(0)}, {args.new_tokens} new tokens")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
 def main() -> None:
@@ -148,7 +151,7 @@ def main() -> None:
         "hf": marian_model(args.vocab, device, args.seed),
     }
     if args.profile:
-        return profile(args, models["seqtool"], device)
+        return profile(args, models, device)
     result: dict[str, object] = {
         **machine(device),
         "seqtool_parameters": parameters(models["seqtool"]),

@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=128, help="block size: tokens per window")
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--dropout", type=float, default=None, help="both sides (default: the YAML's)")
     return parser.parse_args()
 
 
@@ -140,6 +141,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
         "trainer.tensorboard=false",
         "trainer.lr_schedule.kind=constant",
         "trainer.lr_schedule.warmup_steps=0",
+        *([f"model.dropout={args.dropout}"] if args.dropout is not None else []),
     ]
 
 
