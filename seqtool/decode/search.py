@@ -368,17 +368,11 @@ def _retire(search: _Search, beams: _Beams, top: _Candidates, live: _Candidates,
         search.add(sentence, _Finished(value / search.penalty(length), value, hypothesis, attention_rows))
 
 
-def _advance(
-    beams: _Beams, live: _Candidates, keep: Tensor | None, flat_index: Tensor, attention: Tensor | None
-):
-    """The next beams: the live extensions [A', K] of the sentences ``keep`` [A'] still searched (all of
-    them when ``keep`` is None)."""
-    tokens, log_probs, sentences = live.tokens, live.values, beams.sentences
-    if keep is not None:
-        tokens, log_probs, sentences = tokens[keep], log_probs[keep], sentences[keep]
-    inputs = torch.cat([beams.inputs[flat_index], tokens.reshape(-1, 1)], dim=1)  # shape: [A'*K, t+2]
+def _advance(beams: _Beams, live: _Candidates, keep: Tensor, flat_index: Tensor, attention: Tensor | None):
+    """The next beams: the live extensions [A', K] of the sentences ``keep`` [A'] still searched."""
+    inputs = torch.cat([beams.inputs[flat_index], live.tokens[keep].reshape(-1, 1)], dim=1)  # [A'*K, t+2]
     history = _extend(beams.attention, attention, flat_index)  # shape: [A'*K, t+1, src_len]
-    return _Beams(sentences, log_probs, inputs, history)
+    return _Beams(beams.sentences[keep], live.values[keep], inputs, history)
 
 
 def _collect(finished: list[list[_Finished]]) -> Hypotheses:
@@ -427,14 +421,10 @@ def beam_search(
             at_limit = limits[beams.sentences] <= step + 1  # shape: [A]
             _retire(search, beams, top, live, at_limit, attention)
             done = at_limit | search.cannot_improve(beams.sentences, live.values[:, 0])  # shape: [A]
-            keep = (~done).nonzero().squeeze(1) if done.any() else None  # shape: [A'], None: all of them
-            if keep is not None and keep.numel() == 0:
+            keep = (~done).nonzero().squeeze(1)  # shape: [A']
+            if keep.numel() == 0:
                 break
-            parents = live.parents if keep is None else live.parents[keep]  # shape: [A', K]
-            sentence_rows = (
-                torch.arange(len(done), device=done.device) if keep is None else keep
-            ) * beam_size
-            flat_index = (sentence_rows.unsqueeze(1) + parents).flatten()  # shape: [A'*K]
+            flat_index = (keep.unsqueeze(1) * beam_size + live.parents[keep]).flatten()  # shape: [A'*K]
             state = model.reorder(state, flat_index)
             beams = _advance(beams, live, keep, flat_index, attention)
     return _collect(finished)
