@@ -173,3 +173,41 @@ def test_gradients_reach_every_parameter():
 def test_impossible_geometry_is_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         tiny_model(**changes)
+
+
+# ------------------------------------------------------------------ the composite model (reconstruct=true)
+def test_the_composite_model_reconstructs_the_read_frames_in_reverse_and_sums_the_losses():
+    model = tiny_model(reconstruct=True, reconstruct_weight=0.5).train()
+    encoder = record_calls([("encoder.1", model.encoder.cells[1])])
+    reconstructor = record_calls(
+        [(f"reconstructor.{k}", cell) for k, cell in enumerate(model.reconstructor.cells)]
+    )
+    heads = record_calls([("head", model.reconstruction_head)])
+    inputs, targets = torch.rand(2, 4, 1, 8, 8), torch.rand(2, 2, 1, 8, 8)
+    predictions, aux = model(inputs, targets)
+    # T_in - 1 = 3 frames read by the encoder, reconstructed in reverse by 3 steps of the second decoder
+    assert [name for name, _, _ in reconstructor] == ["reconstructor.0", "reconstructor.1"] * 3
+    first_top = reconstructor[1][1][1]
+    assert first_top[0] is encoder[-1][2][0] and first_top[1] is encoder[-1][2][1]  # starts from the encoder
+    assert all(not args[0].any() for name, args, _ in reconstructor if name.endswith(".0"))  # reads zeros
+    reversed_inputs = F.pixel_unshuffle(inputs[:, :3].flip(1).flatten(0, 1), 2).unflatten(0, (2, 3))
+    reconstructed = torch.stack([out for _, _, out in heads], dim=1)
+    assert torch.allclose(aux, 0.5 * F.mse_loss(reconstructed, reversed_inputs))
+
+
+def test_the_reconstructor_changes_training_only_and_leaves_the_predictions_alone():
+    composite = tiny_model(reconstruct=True).eval()
+    plain = tiny_model()
+    assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in composite.parameters())
+    extra = plain.load_state_dict(composite.state_dict(), strict=False).unexpected_keys
+    assert extra and all(key.startswith("reconstruct") for key in extra)
+    inputs = torch.rand(2, 3, 1, 8, 8)
+    predictions, aux = composite(inputs, horizon=2)
+    assert aux.item() == 0.0 and torch.equal(predictions, plain.eval()(inputs, horizon=2)[0])
+    composite.train()
+    (composite(inputs, torch.rand(2, 2, 1, 8, 8))[1]).backward()  # the reconstruction alone trains
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in composite.reconstructor.parameters())
+    assert all(p.grad.abs().sum() > 0 for p in composite.encoder.parameters())  # ... the encoder too
+    assert all(p.grad is None for p in composite.forecaster.parameters())  # and not the forecaster
+    with pytest.raises(ValueError, match="reconstruct_weight"):
+        tiny_model(reconstruct=True, reconstruct_weight=-1.0)

@@ -356,7 +356,7 @@ def test_a_missing_or_unreadable_input_is_a_user_error(trained, tmp_path):
 
 
 def test_a_patch_size_that_does_not_divide_the_frame_is_a_user_error(tmp_path):
-    assert_user_error(seqtool("train", *tiny_run(tmp_path / "run", "model.patch_size=3")), "not divisible")
+    assert_user_error(seqtool("train", *tiny_run(tmp_path / "run", "model.patch_size=3")), "model.patch_size=3")
 
 
 def test_resume_with_scheduled_sampling_and_a_curriculum_is_exact(tmp_path):
@@ -392,6 +392,28 @@ def test_predrnn_trains_through_the_same_task(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "mse_copy_last" in (tmp_path / "run" / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [("predrnn_pp", []), ("e3d_lstm", []), ("convlstm", ["model.reconstruct=true"])],
+)
+def test_the_newer_video_models_train_evaluate_and_decode_through_the_same_commands(tmp_path, model, extra):
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", *tiny_run(run_dir, *extra, model=model)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])["params"] > 0
+    result = runner.invoke(app, ["eval", str(run_dir), "--split", "test", "--json"])
+    assert result.exit_code == 0 and "mse_copy_last" in json.loads(result.output), result.output
+    result = runner.invoke(app, ["decode", str(run_dir), "--num", "2", "--plot", str(tmp_path / "plots")])
+    assert result.exit_code == 0 and "for 2 sequence(s); MSE per frame" in result.output, result.output
+    assert (tmp_path / "plots" / "sequence_001.gif").is_file()
+
+
+def test_a_video_model_on_a_text_task_is_refused_naming_the_video_task():
+    for model in ("predrnn_pp", "e3d_lstm"):
+        result = seqtool("train", f"model={model}", "task=charlm", "trainer=smoke")
+        assert_user_error(result, f"tasks that fit model={model}: task=video")
 
 
 # ----------------------------------------------------------------------------------------- end to end

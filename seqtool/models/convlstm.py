@@ -23,6 +23,15 @@ Reverse scheduled sampling (Wang et al. 2021): the encoder predicts too, and is 
 instead of the truth with probability ε/2 (so 0.5 → 1 truth as ε goes 1 → 0); the MSE of those encoder
 predictions is the auxiliary loss. Both draw from torch's global RNG, which checkpoints save.
 
+Composite model (Srivastava et al. 2015), ``reconstruct=true``: a second decoder with its own weights and
+head starts from the encoder's states too and reconstructs the frames the encoder read, in reverse
+(x̂_{T_in-1}, ..., x̂_1), reading nothing (zeros, the paper's unconditioned decoder) while the forecaster
+predicts; in training, ``reconstruct_weight`` × its pixel MSE joins the auxiliary loss, so the two losses
+are summed. It shapes the encoder's states only: predictions never read it, and evaluation skips it::
+
+    encoder:        x_1 .. x_{T_in-1}  ──► states ──┬──► forecaster:    x̂_{T_in+1} .. x̂_{T_in+K}
+                                                    └──► reconstructor: x̂_{T_in-1} .. x̂_1
+
 Forward: ``model(inputs [B, T_in, C, H, W], targets [B, K, C, H, W] | None, horizon=K)`` ->
 ``(predictions [B, K, C, H, W], aux_loss [])``. Targets only feed scheduled sampling; predictions are
 linear (not clipped to [0, 1]).
@@ -120,9 +129,14 @@ class ConvLSTM(nn.Module):
         peephole: bool,
         scheduled_sampling: bool,
         reverse_scheduled_sampling: bool,
+        # defaults only for runs saved before the composite option; conf/model/convlstm.yaml sets both
+        reconstruct: bool = False,
+        reconstruct_weight: float = 1.0,
     ) -> None:
         super().__init__()
         check_geometry(image_size, patch_size, kernel_size, hidden_channels, num_layers)
+        if reconstruct_weight < 0:
+            raise ValueError(f"model.reconstruct_weight={reconstruct_weight} must be ≥ 0")
         self.patch_size, self.image_size = patch_size, image_size
         self.scheduled_sampling = scheduled_sampling
         self.reverse_scheduled_sampling = reverse_scheduled_sampling
@@ -135,6 +149,13 @@ class ConvLSTM(nn.Module):
             patch_channels, hidden_channels, num_layers, kernel_size, peephole_grid
         )
         self.head = nn.Conv2d(num_layers * hidden_channels, patch_channels, kernel_size=1)
+        self.reconstruct_weight = reconstruct_weight
+        self.reconstructor, self.reconstruction_head = None, None
+        if reconstruct:  # built last, so a model without it draws the same initial weights as before
+            self.reconstructor = ConvLSTMStack(
+                patch_channels, hidden_channels, num_layers, kernel_size, peephole_grid
+            )
+            self.reconstruction_head = nn.Conv2d(num_layers * hidden_channels, patch_channels, kernel_size=1)
 
     def zero_state(self, x: Tensor) -> list[LayerState]:
         """Zeros (h, c) for every layer, for x [B, C p², h, w]."""
@@ -150,15 +171,35 @@ class ConvLSTM(nn.Module):
         use_truth = self.feed_mask(x.shape[0], t_in, horizon, targets is not None, x.device)  # [B, T-1]
         predict_encoder = self.training and self.reverse_scheduled_sampling
         state, prediction, outputs, encoder_outputs = self.zero_state(x), None, [], []
+        encoder_state = state  # replaced after the last encoder step
         for t in range(t_in + horizon - 1):
             frame = next_input(x, t, prediction, use_truth)  # [B, C p², h, w]
             stack = self.encoder if t < t_in - 1 else self.forecaster
             state = stack(frame, state)
+            if t == t_in - 2:
+                encoder_state = state  # after x_1 .. x_{T_in-1}: where both decoders start
             if t >= t_in - 1 or predict_encoder:
                 prediction = self.head(torch.cat([h for h, _ in state], dim=1))  # [B, C p², h, w]
                 (outputs if t >= t_in - 1 else encoder_outputs).append(prediction)
         predictions = F.pixel_shuffle(torch.stack(outputs, dim=1), self.patch_size)  # [B, K, C, H, W]
-        return predictions, reconstruction_loss(encoder_outputs, x[:, 1:t_in])
+        aux_loss = reconstruction_loss(encoder_outputs, x[:, 1:t_in])
+        if self.training and self.reconstructor is not None and t_in > 1:
+            reversed_inputs = x[:, : t_in - 1].flip(1)  # x_{T_in-1} .. x_1, [B, T_in-1, C p², h, w]
+            reconstructed = self.reconstruct_inputs(encoder_state, t_in - 1)
+            aux_loss = aux_loss + self.reconstruct_weight * reconstruction_loss(
+                reconstructed, reversed_inputs
+            )
+        return predictions, aux_loss
+
+    def reconstruct_inputs(self, state: list[LayerState], count: int) -> list[Tensor]:
+        """The composite model's second decoder: from the encoder's states, `count` frames in reverse
+        order (each [B, C p², h, w]), reading zeros (unconditioned)."""
+        blank = state[0][0].new_zeros(state[0][0].shape[0], self.head.out_channels, *state[0][0].shape[-2:])
+        frames = []
+        for _ in range(count):
+            state = self.reconstructor(blank, state)
+            frames.append(self.reconstruction_head(torch.cat([h for h, _ in state], dim=1)))
+        return frames
 
     def feed_mask(
         self, batch: int, t_in: int, horizon: int, has_targets: bool, device: torch.device
