@@ -924,7 +924,7 @@ PROCESS_CASES = [
     Case(
         "video-plot-disk-full",
         lambda b: ["decode", b.run("video"), "--plot", str(b.tmp / "strips")],
-        r"cannot write .*File too large",
+        r"cannot write .*strips: File too large",
         subprocess=True,
         file_size_limit=512,
     ),

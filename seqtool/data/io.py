@@ -104,6 +104,18 @@ def disk_full(path: Path | str, error: OSError, *, kept: str = "") -> UserError:
 
 
 @contextlib.contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Around code that writes `path` (a file, or a folder of plots): a disk error in it (DISK_ERRORS) is
+    a UserError naming the path; any other error goes on as it is."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        raise disk_full(path, error) from None
+
+
+@contextlib.contextmanager
 def open_output(output: Path | None) -> Iterator[IO[str]]:
     """A UTF-8 text file to write (its folder made), or standard output for None; a full disk while
     writing is a UserError naming the file."""
@@ -111,11 +123,7 @@ def open_output(output: Path | None) -> Iterator[IO[str]]:
         yield sys.stdout
         return
     check_writable_file(output, "--output")
-    try:
+    with writing(output):
         output.parent.mkdir(parents=True, exist_ok=True)
         with open(output, "w", encoding="utf-8") as file:
             yield file
-    except OSError as error:
-        if error.errno not in DISK_ERRORS:
-            raise
-        raise disk_full(output, error) from None

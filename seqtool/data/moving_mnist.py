@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqtool.data.io import DISK_ERRORS, disk_full, readable_file
+from seqtool.data.io import readable_file, writing
 from seqtool.errors import UserError
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -231,13 +231,9 @@ def save_sequences(frames: Tensor, layout: str, as_uint8: bool, path: Path) -> N
     # the array is serialised in memory and written with a checked write.
     buffer = io.BytesIO()
     np.save(buffer, array)
-    try:
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(buffer.getvalue())
-    except OSError as error:
-        if error.errno not in DISK_ERRORS:
-            raise
-        raise disk_full(path, error) from None
 
 
 def to_unit_frames(array: np.ndarray, *, what: str = "--input") -> Tensor:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
-from seqtool.data.io import open_output
+from seqtool.data.io import open_output, writing
 from seqtool.decode.generate import Decoded, DecodeInput
 from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.progress import warn
@@ -48,9 +48,11 @@ class Text:
                     out.write(self._lines(task, item, decoded, several, first=written == 0))
                     written += 1
                     if options.plot_dir is not None and item.copy == 0:
-                        plotted += task.plot_attention(item, decoded, options.plot_dir)
+                        with writing(options.plot_dir):
+                            plotted += task.plot_attention(item, decoded, options.plot_dir)
                     if options.memory_dir is not None and item.copy == 0 and plot_memory is not None:
-                        memory_plots += plot_memory(model, item, decoded, options.memory_dir)
+                        with writing(options.memory_dir):
+                            memory_plots += plot_memory(model, item, decoded, options.memory_dir)
                 out.flush()
         if options.plot_dir is not None and not plotted:
             warn("this model reports no attention weights, so --plot-attention wrote nothing")
@@ -85,5 +87,6 @@ class Frames:
                 if options.output is not None:
                     moving_mnist.save_sequences(predictions, clip.layout, clip.as_uint8, options.output)
                 if options.plot_dir is not None:
-                    write_plots(clip.inputs, clip.truth, predictions, options.plot_dir)
+                    with writing(options.plot_dir):
+                        write_plots(clip.inputs, clip.truth, predictions, options.plot_dir)
                 print(describe(clip.inputs, clip.truth, predictions, options.output))
