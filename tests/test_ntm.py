@@ -86,6 +86,25 @@ def test_address_chains_the_equations_in_order():
     torch.testing.assert_close(ntm.address(MEMORY, previous, key, beta, gate, shift, gamma), by_hand)
 
 
+def test_a_weighting_spread_evenly_over_alike_locations_stays_spread_evenly():
+    """Why the heads start focused: over a constant memory, (5)-(9) keep a uniform weighting uniform
+    whatever the head emits."""
+    memory = torch.full((1, 6, 2), 1e-6, dtype=torch.float64)
+    even = torch.full((1, 6), 1 / 6, dtype=torch.float64)
+    moved = ntm.address(memory, even, row(0.3, -2.0), row(5.0), row(0.5), row(0.1, 0.2, 0.7), row(3.0))
+    torch.testing.assert_close(moved, even)
+
+
+def test_the_heads_start_focused_on_location_0_and_the_write_head_then_moves():
+    model = tiny(memory_size=8)
+    _, _, _, w_read, w_write, _ = model.init_state(2)
+    for weighting in (w_read, w_write):
+        assert weighting[:, 0].min() > 0.98  # about 0.99 on location 0
+        torch.testing.assert_close(weighting.sum(-1), torch.ones(2, dtype=torch.float64))
+    trace = model.memory_trace(torch.rand(2, 5, 3, dtype=torch.float64))
+    assert trace["write"].amax(-1).min() > 1 / 8  # never spread evenly
+
+
 def test_sharpening_a_weighting_with_exact_zeros_has_finite_gradients():
     w = row(0.0, 1.0, 0.0).requires_grad_()
     gamma = row(3.0).requires_grad_()

@@ -26,10 +26,15 @@ Reading and writing (§3.1, §3.2):
 The paper leaves the constraints' squashing functions open; as the public implementations do, β and γ go
 through softplus (γ = 1 + softplus), g and e through a sigmoid, s through a softmax. The memory starts at a
 small constant (1e-6 everywhere): Collier & Beel (2018) found it the initialisation that converges fastest
-and most reliably. The first read vector and each head's first weighting are learned.
+and most reliably. The first read vector and each head's first weighting are learned; the weightings
+start focused on location 0. They must start focused somewhere: with every location alike, each of
+(5)-(9) maps a weighting spread evenly to one spread evenly, a write spread evenly keeps the locations
+alike, and the gradient cannot break the tie, so heads that start spread evenly stay so for ever.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -143,9 +148,11 @@ class NTM(nn.Module):
         self.write_head = Head(controller_size, memory_width, shift_range, writes=True)
         self.output = nn.Linear(controller_size + memory_width, output_size)
         self.initial_read = nn.Parameter(torch.randn(memory_width) * 0.01)  # r_0
-        # w_0 = softmax of these; zeros start both heads spread evenly over the memory
-        self.initial_read_weighting = nn.Parameter(torch.zeros(memory_size))
-        self.initial_write_weighting = nn.Parameter(torch.zeros(memory_size))
+        # w_0 = softmax of these: about 0.99 on location 0 to start with (why: the module's docstring)
+        focused = torch.zeros(memory_size)
+        focused[0] = math.log(99 * (memory_size - 1))
+        self.initial_read_weighting = nn.Parameter(focused.clone())
+        self.initial_write_weighting = nn.Parameter(focused.clone())
 
     def init_state(self, batch_size: int) -> State:
         """h = c = 0, the learned r_0 and w_0, and the memory at its constant initial value."""
