@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from seqtool.config import CONFIG_MODULE, compose, respell
+from seqtool.config import CONFIG_MODULE, check_pairing, compose, respell
 from seqtool.errors import TrainingDiverged, UserError
 
 SWEEP_FILE = "sweep.yaml"
@@ -226,10 +226,13 @@ def _check_unique(jobs: list[Job]) -> None:
 
 
 def _compose_job(job: Job, *, first: bool) -> DictConfig:
-    """The job's config, composed and checked before anything runs, so a bad value stops the sweep.
-    (An error in the first job is most likely everybody's, so only the others name their job.)"""
+    """The job's config, composed and checked before anything runs, so a bad value or a model that
+    does not fit its task stops the sweep. (An error in the first job is most likely everybody's, so
+    only the others name their job.)"""
     try:
-        return compose(job.overrides)
+        cfg = compose(job.overrides)
+        check_pairing(cfg)
+        return cfg
     except UserError as error:
         if first:
             raise
@@ -426,12 +429,15 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         return {"name": name, "status": SKIPPED}
     print(f"{label}: training in {job_dir}", flush=True)
     update_job(sweep_dir, name, status="running", failure=None, error=None)
-    outcome = {"name": name, **_train_job(cfg, job_dir, sweep_dir, label)}
+    overrides = [str(item) for item in hydra_cfg.overrides.task]
+    outcome = {"name": name, **_train_job(cfg, overrides, job_dir, sweep_dir, label)}
     update_job(sweep_dir, name, **{key: outcome.get(key) for key in ("status", "failure", "error")})
     return outcome
 
 
-def _train_job(cfg: DictConfig, job_dir: Path, sweep_dir: Path, label: str) -> dict[str, Any]:
+def _train_job(
+    cfg: DictConfig, overrides: list[str], job_dir: Path, sweep_dir: Path, label: str
+) -> dict[str, Any]:
     """seqtool.commands.train on the job's config (or continue its checkpoints/last); the outcome."""
     from seqtool import commands
     from seqtool.progress import format_metrics
@@ -441,7 +447,7 @@ def _train_job(cfg: DictConfig, job_dir: Path, sweep_dir: Path, label: str) -> d
         if (job_dir / "checkpoints" / "last" / "meta.json").is_file():
             _, metrics = commands.train(commands.resume_config(job_dir, []), resume=job_dir)
         else:
-            _, metrics = commands.train(_job_config(cfg, job_dir))
+            _, metrics = commands.train(_job_config(cfg, overrides, job_dir))
     except (Interrupted, KeyboardInterrupt):
         update_job(sweep_dir, job_dir.name, status=INTERRUPTED)
         print(f"{label}: interrupted", file=sys.stderr, flush=True)
@@ -454,13 +460,14 @@ def _train_job(cfg: DictConfig, job_dir: Path, sweep_dir: Path, label: str) -> d
     return {"status": DONE}
 
 
-def _job_config(cfg: DictConfig, job_dir: Path) -> DictConfig:
-    """The job's seqtool config (Hydra already removed its `hydra` node) with run_dir set to the job."""
-    from seqtool.config import validate
+def _job_config(cfg: DictConfig, overrides: list[str], job_dir: Path) -> DictConfig:
+    """The job's seqtool config (Hydra already removed its `hydra` node) with run_dir set to the job,
+    settled as `seqtool train` settles one (a data source on the command line replaces the default)."""
+    from seqtool.config import settle
 
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     cfg.run_dir = str(job_dir)
-    validate(cfg)
+    settle(cfg, overrides)
     return cfg
 
 

@@ -19,8 +19,11 @@ import contextlib
 import json
 import math
 import signal
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +47,37 @@ from seqtool.tasks.base import Task
 
 class Interrupted(Exception):
     """Ctrl-C during training: the last checkpoint was saved, exit 130."""
+
+
+@dataclass
+class DivergenceGuard:
+    """A step diverged when its loss is NaN/inf or above `factor` × the median of the last `window`
+    accepted losses (conf/trainer/default.yaml: trainer.divergence). The median, not the mean, so one
+    spike does not raise the bar for the next; it is checked from the second step on, and not while
+    the median is 0 (a solved copy task: any rounding above it would count as a spike)."""
+
+    factor: float | None
+    window: int
+    recent: deque[float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.recent = deque(maxlen=self.window)
+
+    def verdict(self, loss: float, grad_norm: float) -> str | None:
+        """What diverged at this step (for the message), or None when the step may be taken."""
+        if not math.isfinite(loss):
+            return f"loss {loss}"
+        if not math.isfinite(grad_norm):
+            return f"gradient norm {grad_norm}"
+        if self.factor is not None and self.recent:
+            median = statistics.median(self.recent)
+            if median > 0 and loss > self.factor * median:
+                return (f"loss {loss:.4g} above trainer.divergence.factor={self.factor:g} × {median:.4g}, "
+                        f"the median of the last {len(self.recent)} steps")  # fmt: skip
+        return None
+
+    def accept(self, loss: float) -> None:
+        self.recent.append(loss)
 
 
 class Trainer:
@@ -77,9 +111,9 @@ class Trainer:
         on_nonfinite: Literal["stop", "skip"],
         progress: bool,
         tensorboard: bool,
+        divergence: DivergenceGuard | None = None,  # None: runs saved before the guard (NaN/inf only)
     ) -> None:
-        if max_steps < 1 or grad_accum < 1 or eval_every < 1 or log_every < 1:
-            raise UserError("trainer.max_steps, grad_accum, eval_every and log_every must be at least 1")
+        # The ranges of these arguments are checked when the config is composed (seqtool/schema.py).
         self.task, self.model, self.run_dir, self.device = task, model, Path(run_dir), device
         self.model_target = model_target
         self.max_steps, self.grad_accum = max_steps, grad_accum
@@ -87,6 +121,7 @@ class Trainer:
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.eval_every, self.eval_metric, self.patience = eval_every, eval_metric, patience
         self.log_every, self.sample_every, self.on_nonfinite = log_every, sample_every, on_nonfinite
+        self.divergence = divergence or DivergenceGuard(factor=None, window=1)
         self.show_progress, self.use_tensorboard = progress, tensorboard
         self.autocast_dtype = _autocast_dtype(precision, device)
         self.is_main = distributed.rank() == 0
@@ -160,8 +195,13 @@ class Trainer:
         # One device-to-host sync per step, for the finiteness check and the log.
         summed_loss, grad_norm = torch.stack([total_loss, self._clip_gradients()]).tolist()
         mean_loss = summed_loss / max(total_count, 1)
-        if not (math.isfinite(mean_loss) and math.isfinite(grad_norm)):
-            return self._nonfinite(mean_loss, grad_norm, lr)
+        if distributed.world_size() > 1:  # every rank judges the same loss, so all stop or skip together
+            mean_loss = distributed.all_reduce_sum(summed_loss) / max(
+                distributed.all_reduce_sum(total_count), 1
+            )
+        if diverged := self.divergence.verdict(mean_loss, grad_norm):
+            return self._diverged(diverged, mean_loss, grad_norm, lr)
+        self.divergence.accept(mean_loss)
         self.optimizer.step()
         elapsed = time.perf_counter() - started
         return {
@@ -206,8 +246,8 @@ class Trainer:
             torch.nn.utils.clip_grad_value_(parameters, self.clip_value)
         return norm
 
-    def _nonfinite(self, loss: float, grad_norm: float, lr: float) -> dict[str, float]:
-        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+    def _diverged(self, what: str, loss: float, grad_norm: float, lr: float) -> dict[str, float]:
+        """Stop (exit 3, the last good checkpoint kept) or skip the step without updating the weights."""
         if self.on_nonfinite == "stop":
             raise TrainingDiverged(
                 f"{what} at step {self.step + 1}; stopped without overwriting the last good checkpoint "
@@ -277,6 +317,7 @@ class Trainer:
             "best": self.best.state_dict(),
             "plateau_scale": self.plateau_scale,
             "evals_without_improvement": self.evals_without_improvement,
+            "recent_losses": list(self.divergence.recent),
         }
 
     def _meta(self, metric: float | None) -> dict[str, Any]:
@@ -309,6 +350,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.plateau_scale = int(state["step"]), float(state["plateau_scale"])
         self.evals_without_improvement = int(state["evals_without_improvement"])
+        # checkpoints saved before the divergence guard have no recent losses: it starts afresh
+        self.divergence.recent.extend(float(loss) for loss in state.get("recent_losses", []))
         self.best.load_state_dict(state["best"])
         mine = per_rank[distributed.rank()]
         self.task.load_state_dict(mine["task"])

@@ -112,7 +112,7 @@ def test_every_model_and_task_declares_known_shapes():
 
 def test_every_model_fits_some_task():
     for name, cls in conf_classes("model").items():
-        assert shapes.fitting_tasks(cls.task_shapes), name
+        assert shapes.fitting_tasks(cls), name
 
 
 @pytest.mark.parametrize(

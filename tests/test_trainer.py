@@ -3,6 +3,7 @@ real char LM (exact resume)."""
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -13,17 +14,24 @@ from seqtool.checkpoint import load_checkpoint
 from seqtool.config import compose, instantiate
 from seqtool.errors import TrainingDiverged
 from seqtool.tasks.base import Loss
+from seqtool.train import DivergenceGuard
+from tests.bad_inputs import outcome
 from tests.helpers import tiny_corpus, tiny_run
 
 
 class ToyTask:
-    """y = 3x on fixed random batches; `poison_at` makes the loss NaN at that call."""
+    """y = 3x on fixed random batches; `poison_at` multiplies the loss at that call by `poison` (NaN)."""
 
-    def __init__(self, poison_at: int | None = None, val_losses: list[float] | None = None) -> None:
+    def __init__(
+        self,
+        poison_at: int | None = None,
+        val_losses: list[float] | None = None,
+        poison: float = float("nan"),
+    ) -> None:
         generator = torch.Generator().manual_seed(0)
         self.x = torch.randn(64, 4, generator=generator)
         self.y = self.x.sum(dim=1, keepdim=True) * 3
-        self.calls, self.poison_at, self.val_losses = 0, poison_at, val_losses
+        self.calls, self.poison_at, self.val_losses, self.poison = 0, poison_at, val_losses, poison
 
     def batches(self, split, *, train, competence=None):
         while True:
@@ -34,7 +42,7 @@ class ToyTask:
         x, y = batch
         total = ((model(x) - y) ** 2).sum()
         if self.calls == self.poison_at:
-            total = total * float("nan")
+            total = total * self.poison
         return Loss(total=total, count=len(y))
 
     def evaluate(self, model, split):
@@ -182,3 +190,92 @@ def test_the_optimizer_group_picks_the_optimizer(tmp_path, choice, optimizer):
     before = trainer.evaluate_and_checkpoint(lambda record: None)["loss"]
     trainer.fit()
     assert trainer.task.evaluate(trainer.model, "val")["loss"] < before
+
+
+# -------------------------------------------------------------------------------- the divergence guard
+def test_the_guard_compares_a_loss_with_the_median_of_its_window():
+    guard = DivergenceGuard(factor=10.0, window=3)
+    assert guard.verdict(1e9, 1.0) is None  # nothing to compare the first step with
+    for loss in [1.0, 100.0, 2.0, 3.0]:  # the window keeps the last three: 100, 2, 3 (median 3)
+        guard.accept(loss)
+    assert guard.verdict(30.0, 1.0) is None
+    assert "loss 30.01 above trainer.divergence.factor=10 × 3, the median of the last 3" in guard.verdict(
+        30.01, 1.0
+    )
+    assert (
+        guard.verdict(float("inf"), 1.0) == "loss inf"
+        and guard.verdict(1.0, float("nan")) == "gradient norm nan"
+    )
+    assert DivergenceGuard(factor=None, window=3).verdict(1e30, 1.0) is None  # factor null: NaN/inf only
+    solved = DivergenceGuard(factor=10.0, window=3)
+    solved.accept(0.0)
+    assert solved.verdict(1e-7, 1.0) is None  # a median of 0 has no multiple to exceed
+
+
+def test_a_loss_spike_stops_training_like_a_nan(tmp_path):
+    task = ToyTask(poison_at=5, poison=1e6)
+    trainer = toy_trainer(tmp_path, task, "trainer.max_steps=10", "trainer.eval_every=2")
+    with pytest.raises(TrainingDiverged, match=r"loss .* above trainer.divergence.factor=20 .* at step 5"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "checkpoints" / "last").meta["step"] == 4
+
+
+def test_a_skipped_spike_leaves_the_weights_and_the_median_alone(tmp_path):
+    trainer = toy_trainer(
+        tmp_path, ToyTask(poison_at=3, poison=1e6), "trainer.max_steps=3", "trainer.on_nonfinite=skip"
+    )
+    batches = trainer.task.batches("train", train=True)
+    for _ in range(2):
+        trainer.train_step(batches)
+        trainer.step += 1
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    window = list(trainer.divergence.recent)
+    assert trainer.train_step(batches)["skipped"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert list(trainer.divergence.recent) == window
+
+
+def test_a_diverging_run_ends_with_exit_3_and_keeps_its_last_good_checkpoint(tmp_path):
+    """End to end: SGD without clipping on the adding problem (an unbounded MSE), the lr rising 0.1 per
+    step through a long warmup. The loss explodes after a dozen steps; the guard stops the run before
+    the step that exploded is taken or checkpointed."""
+    run = tmp_path / "run"
+    result = outcome(
+        [
+            "train",
+            "task=memory",
+            "model=recurrent",
+            "task.lag=5",
+            "task.min_lag=2",
+            "task.batch_size=8",
+            "task.val_size=8",
+            "task.test_size=8",
+            "model.embedding_size=4",
+            "model.hidden_size=8",
+            "trainer/optimizer=sgd",
+            "trainer.optimizer.lr=100",
+            "trainer.lr_schedule.kind=constant",
+            "trainer.lr_schedule.warmup_steps=1000",
+            "trainer.clip_norm=null",
+            "trainer.max_steps=60",
+            "trainer.eval_every=2",
+            "trainer.log_every=1",
+            "trainer.sample_every=0",
+            "trainer.progress=false",
+            "trainer.tensorboard=false",
+            "device=cpu",
+            f"run_dir={run}",
+        ]
+    )
+    lines = result.lines()
+    assert result.code == 3 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    stopped = int(re.search(r"above trainer\.divergence\.factor=20 .* at step (\d+);", lines[0]).group(1))
+    logged = records(run)
+    losses = {r["step"]: r["loss"] for r in logged if "loss" in r}
+    evaluations = {r["step"]: r["val_loss"] for r in logged if "val_loss" in r}
+    assert max(losses) == stopped - 1 < 60  # the diverged step is neither taken nor logged
+    last, best = load_checkpoint(run / "checkpoints" / "last"), load_checkpoint(run / "checkpoints" / "best")
+    assert last.meta["step"] == max(evaluations) and last.meta["metric"] == evaluations[max(evaluations)]
+    best_step = min(evaluations, key=evaluations.get)
+    assert (best.meta["step"], best.meta["metric"]) == (best_step, evaluations[best_step])
+    assert evaluations[best_step] < 1.0 < max(evaluations.values())  # it learned, then it broke
