@@ -148,15 +148,19 @@ def validate(cfg: DictConfig) -> None:
 
 
 def check_pairing(cfg: DictConfig) -> None:
-    """Refuse a model that does not fit its task (seqtool.shapes), naming the tasks that fit it. Checked
-    where a config is to be trained or rebuilt: before a run directory is written (save_config), for
-    every job of a sweep before the first trains, and on a saved run; a config composed only to build
-    its task (a test, a benchmark) may leave the default model beside any task."""
-    from seqtool import shapes
+    """Refuse a model that does not fit its task (seqtool.shapes), naming the tasks that fit it, then the
+    schema's rules between the two. Checked where a config is to be trained or rebuilt: before a run
+    directory is written (save_config), for every job of a sweep before the first trains, and on a saved
+    run; a config composed only to build its task (a test, a benchmark) may leave the default model
+    beside any task."""
+    from seqtool import schema, shapes
 
     plain = _resolved(cfg)
     if _has_target(plain, "model") and _has_target(plain, "task"):
         shapes.check_config_fits(plain)
+    for rule in schema.PAIRING_RULES:
+        if problem := rule(plain):
+            raise UserError(problem)
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:

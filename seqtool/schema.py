@@ -5,7 +5,9 @@
              few keys of conf/config.yaml that no constructor takes
     ranges   RANGES below, keyed by config path (`model.hidden_size` holds for every model that has one;
              `key[]` bounds each element of a list); a key without an entry is only type-checked
-    rules    RULES below: constraints between keys (min <= max, share_all_embeddings needs joint_vocab);
+    rules    RULES below: constraints between keys of one part (min <= max, heads divides d_model), and
+             PAIRING_RULES between the model and its task (share_all_embeddings needs joint_vocab), checked
+             with the model's fit to its task, where a config is to be trained (seqtool.config);
              a rule whose keys a config lacks does not apply
     resume   RESUMABLE: the keys `seqtool train --resume RUN key=value` may change
 
@@ -303,24 +305,29 @@ def shifts_fit_memory(cfg: dict[str, Any]) -> str | None:
     return f"model.shift_range={shift} needs 2R + 1 <= model.memory_size={size} locations"
 
 
+# (task.min_lag above task.lag is no error: the lag curriculum clamps to the full lag.)
 RULES: list[Rule] = [
     at_most("task.min_seq_len", "task.seq_len", "the length curriculum starts below the full segment"),
-    at_most("task.seq_len", "model.max_positions", "a segment must fit the model's positions"),
     at_most("task.synthetic.min_length", "task.synthetic.max_length"),
-    at_most("task.min_lag", "task.lag", "the lag curriculum starts below the full lag"),
     at_most("task.min_length", "task.length", "the length curriculum starts below the longest"),
     at_most("task.image_size", "task.resize_size", "images are cropped out of the resized ones"),
     at_most("task.digit_size", "task.image_size", "the glyphs move inside the frame"),
     fractions_leave_train,
     divides("model.heads", "model.d_model", "each head gets d_model / heads dimensions"),
-    divides("model.patch_size", "task.image_size", "frames are cut into patch_size × patch_size patches"),
     odd("model.kernel_size", "same-size convolutions"),
     equal_when("model.tie_weights", "model.embedding_size", "model.hidden_size"),
     equal_when("model.tie_embeddings", "model.embedding_size", "model.hidden_size"),
-    needs("model.share_all_embeddings", "task.joint_vocab"),
     teacher_forcing_decays,
     local_p_has_a_window,
     shifts_fit_memory,
+]
+
+# Between a model and its task: they hold once the model fits the task (a config composed only to build
+# a task or a model may pair it with the default of the other group).
+PAIRING_RULES: list[Rule] = [
+    at_most("task.seq_len", "model.max_positions", "a segment must fit the model's positions"),
+    divides("model.patch_size", "task.image_size", "frames are cut into patch_size × patch_size patches"),
+    needs("model.share_all_embeddings", "task.joint_vocab"),
 ]
 
 

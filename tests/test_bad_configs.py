@@ -112,7 +112,7 @@ TRAIN_CASES = [
     ("video", "task.digit_size=20", r"task\.digit_size=20.*task\.image_size=12"),
     ("video", "model.kernel_size=4", r"model\.kernel_size=4.*odd"),
     ("video", "model.patch_size=5", r"model\.patch_size=5 does not divide task\.image_size=12"),
-    ("memory", "task.min_lag=5", r"task\.min_lag=5.*task\.lag=3"),
+    ("memory", "task.problem=ntm_copy task.min_length=30 task.length=20", r"min_length=30 is above"),
     # --- a model on a task it does not serve --------------------------------------------------------
     (None, "model=convlstm task=translation", r"model=convlstm does not fit task=translation.*task=video"),
     (None, "model=predrnn task=translation", r"model=predrnn does not fit task=translation.*task=video"),

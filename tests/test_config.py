@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from seqtool import schema
-from seqtool.config import compose, load_run_config, save_config, validate
+from seqtool.config import check_pairing, compose, load_run_config, save_config, validate
 from seqtool.errors import UserError
 
 
@@ -265,12 +265,6 @@ RULE_CASES = [
         r"min_length=5 is above .*max_length=4",
     ),
     (
-        ["task=memory", "model=recurrent"],
-        ["task.min_lag=51"],
-        ["task.min_lag=50"],
-        r"task\.min_lag=51 is above task\.lag=50",
-    ),
-    (
         ["task=memory", "model=ntm", "task.problem=ntm_copy"],
         ["task.min_length=30", "task.length=20"],
         ["task.min_length=20", "task.length=20"],
@@ -366,21 +360,32 @@ def _composed_or_skip(overrides):
 def test_each_rule_between_keys(base, bad, good, match):
     _composed_or_skip(base)
     with pytest.raises(UserError, match=match):
-        compose([*base, *bad])
-    compose([*base, *good])
+        check_pairing(compose([*base, *bad]))
+    check_pairing(compose([*base, *good]))
 
 
 def test_every_rule_has_a_case():
-    """Each rule of schema.RULES is the one that refuses some row of RULE_CASES."""
-    fired = set()
+    """Each rule of schema.RULES and PAIRING_RULES is the one that refuses some row of RULE_CASES."""
+    rules, fired = schema.RULES + schema.PAIRING_RULES, set()
     for base, bad, _, _ in RULE_CASES:
         cfg = compose(base)
         for item in bad:
             key, _, text = item.partition("=")
             OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={text}"]).v)
         plain = OmegaConf.to_container(cfg, resolve=True)
-        fired |= {index for index, rule in enumerate(schema.RULES) if rule(plain)}
-    assert fired == set(range(len(schema.RULES)))
+        fired |= {index for index, rule in enumerate(rules) if rule(plain)}
+    assert fired == set(range(len(rules)))
+
+
+def test_a_config_composed_for_its_task_alone_may_keep_the_default_model(tmp_path):
+    """Tests and benchmarks compose task=video to build the task; training the pair is what is refused."""
+    cfg = compose(["task=video", "model.hidden_size=8"])
+    assert cfg.model._target_ == "seqtool.models.char_rnn.CharRNN"
+    with pytest.raises(
+        UserError, match=r"model=char_rnn does not fit task=video: .*tasks that fit model=char_rnn"
+    ):
+        save_config(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_unknown_keys_of_a_model_are_type_checked_from_its_annotations():

@@ -222,9 +222,9 @@ def test_a_run_with_its_vocabulary_decodes_and_scores_files_without_its_data(tmp
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (
-            ["task.files.data_dir=/somewhere"],
-            "exactly one data source, not task.synthetic.kind and task.files.data_dir",
+        (  # a source on the command line replaces the default one; two on it are refused
+            ["task.files.data_dir=/somewhere", "task.hub.name=bentrevett/multi30k"],
+            "exactly one data source, not task.files.data_dir and task.hub.name",
         ),
         (["task.synthetic.kind=none"], "exactly one data source, not none"),
         (["task.synthetic.kind=none", "task.files.data_dir=/no/such/dir"], "not found"),
