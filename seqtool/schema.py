@@ -347,6 +347,7 @@ RESUMABLE = (
     "trainer.divergence.factor",
     "trainer.divergence.window",
     "trainer.precision",
+    "trainer.compile",
     "trainer.progress",
     "trainer.tensorboard",
     "device",

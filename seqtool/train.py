@@ -112,6 +112,7 @@ class Trainer:
         progress: bool,
         tensorboard: bool,
         divergence: DivergenceGuard | None = None,  # None: runs saved before the guard (NaN/inf only)
+        compile: bool = False,  # torch.compile the model's training forward (evaluation stays eager)
     ) -> None:
         # The ranges of these arguments are checked when the config is composed (seqtool/schema.py).
         self.task, self.model, self.run_dir, self.device = task, model, Path(run_dir), device
@@ -130,6 +131,11 @@ class Trainer:
         self.optimizer = optimizer(self.model.parameters())
         self.peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.trained_model = self._wrap_distributed(self.model)
+        if compile:
+            # Only the training forward is compiled: evaluation and decoding call other methods with other
+            # shapes (one step at a time), where recompiling would cost more than it saves. The weights stay
+            # self.model's, so checkpoints keep their names (no "_orig_mod." prefix).
+            self.trained_model = torch.compile(self.trained_model)
         self.best = BestKeeper(self.run_dir / "checkpoints", keep=keep_best, mode=eval_mode)
         self.step = 0
         self.plateau_scale = 1.0

@@ -279,3 +279,28 @@ def test_a_diverging_run_ends_with_exit_3_and_keeps_its_last_good_checkpoint(tmp
     best_step = min(evaluations, key=evaluations.get)
     assert (best.meta["step"], best.meta["metric"]) == (best_step, evaluations[best_step])
     assert evaluations[best_step] < 1.0 < max(evaluations.values())  # it learned, then it broke
+
+
+def test_a_compiled_training_forward_trains_the_same_weights_under_the_same_names(tmp_path, monkeypatch):
+    """trainer.compile=true: task.loss gets the torch.compile'd model (dynamo's eager backend here, so the
+    test traces the real graph without waiting for a C++ compiler), the weights follow the eager run, and
+    the checkpoint names them as the eager model does (no "_orig_mod." prefix)."""
+    compiled_with = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):
+        compiled_with.append(model)
+        return real_compile(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    steps = ("trainer.max_steps=3", "trainer.eval_every=3")
+    (tmp_path / "compiled").mkdir(), (tmp_path / "eager").mkdir()
+    compiled = toy_trainer(tmp_path / "compiled", ToyTask(), "trainer.compile=true", *steps)
+    eager = toy_trainer(tmp_path / "eager", ToyTask(), *steps)
+    assert compiled_with == [compiled.model] and compiled.trained_model is not compiled.model
+    compiled.fit()
+    eager.fit()
+    for ours, reference in zip(compiled.model.parameters(), eager.model.parameters(), strict=True):
+        torch.testing.assert_close(ours, reference)
+    saved = load_checkpoint(tmp_path / "compiled" / "checkpoints" / "last")
+    assert set(saved.model_state) == set(eager.model.state_dict())
