@@ -8,13 +8,16 @@ Writes benchmarks/results/bench-<device>.json and .md (--out to change the folde
 (a missing optional dependency such as transformers, an error) is recorded with its last line of output
 and the others still run; the exit status is 1 if any failed. QUICK holds each script's shortened
 arguments, chosen so that the whole run takes under 10 minutes on the 2-core development CPU; a script
-not listed runs with its own defaults.
+not listed runs with its own defaults. Every script runs with one CPU thread (--threads, OMP_NUM_THREADS):
+on a shared machine two OpenMP threads that wait for each other can make a step ten times slower, and
+the peer comparisons are quoted at one thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,6 +30,7 @@ QUICK = {
     "video": ["--steps", "3", "--rounds", "3", "--warmup", "1"],
     "captioner": ["--steps", "3", "--rounds", "3", "--warmup", "1"],
     "ntm": ["--steps", "5", "--rounds", "3", "--warmup", "1"],
+    "attention": ["--steps", "2", "--rounds", "3"],
 }
 MACHINE_KEYS = {"device", "torch", "threads"}
 
@@ -37,6 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", default=None, help="names of the scripts to run (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder of bench-<device>.*")
     parser.add_argument("--timeout", type=float, default=300, help="seconds before a script is stopped")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads of every script (OMP_NUM_THREADS)"
+    )
     return parser.parse_args()
 
 
@@ -46,13 +53,16 @@ def scripts() -> dict[str, Path]:
     return found | {f"peers/{path.stem}": path for path in sorted((HERE / "peers").glob("*.py"))}
 
 
-def run(name: str, path: Path, device: str, timeout: float) -> dict[str, object]:
+def run(name: str, path: Path, device: str, timeout: float, threads: int) -> dict[str, object]:
     """Run one script; its command, wall time and result (its last JSON line) or error (its last line)."""
     command = [sys.executable, str(path.relative_to(HERE.parent)), "--device", device, *QUICK.get(name, [])]
     print(f"--- {name}: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=HERE.parent, capture_output=True, text=True, timeout=timeout)
+        env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+        done = subprocess.run(
+            command, cwd=HERE.parent, env=env, capture_output=True, text=True, timeout=timeout
+        )
         output, failed = done.stdout, done.returncode != 0
         last_error = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
     except subprocess.TimeoutExpired:
@@ -95,7 +105,9 @@ def main() -> None:
     chosen = {name: path for name, path in scripts().items() if args.only is None or name in args.only}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
     started = time.perf_counter()
-    benchmarks = {name: run(name, path, args.device, args.timeout) for name, path in chosen.items()}
+    benchmarks = {
+        name: run(name, path, args.device, args.timeout, args.threads) for name, path in chosen.items()
+    }
     first = next((e["result"] for e in benchmarks.values() if "result" in e), {})
     report = {
         "device": args.device,
