@@ -356,7 +356,8 @@ def test_a_missing_or_unreadable_input_is_a_user_error(trained, tmp_path):
 
 
 def test_a_patch_size_that_does_not_divide_the_frame_is_a_user_error(tmp_path):
-    assert_user_error(seqtool("train", *tiny_run(tmp_path / "run", "model.patch_size=3")), "model.patch_size=3")
+    result = seqtool("train", *tiny_run(tmp_path / "run", "model.patch_size=3"))
+    assert_user_error(result, "model.patch_size=3")  # "does not divide" up front, or "not divisible" at build
 
 
 def test_resume_with_scheduled_sampling_and_a_curriculum_is_exact(tmp_path):
