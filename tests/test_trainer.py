@@ -207,6 +207,11 @@ def test_the_guard_compares_a_loss_with_the_median_of_its_window():
         and guard.verdict(1.0, float("nan")) == "gradient norm nan"
     )
     assert DivergenceGuard(factor=None, window=3).verdict(1e30, 1.0) is None  # factor null: NaN/inf only
+    noisy_but_learning = DivergenceGuard(factor=10.0, window=3)
+    for loss in [0.7, 0.005, 0.004, 0.005]:  # median 0.005 of the last three; the first step's loss 0.7
+        noisy_but_learning.accept(loss)
+    assert noisy_but_learning.verdict(0.16, 1.0) is None  # 32x the median, but better than untrained
+    assert "above trainer.divergence.factor=10" in noisy_but_learning.verdict(0.71, 1.0)
     solved = DivergenceGuard(factor=10.0, window=3)
     solved.accept(0.0)
     assert solved.verdict(1e-7, 1.0) is None  # a median of 0 has no multiple to exceed
