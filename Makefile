@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   install, train the default char-RNN on the embedded corpus, print a sample
 #   make test   install, run the test suite (what CI runs)
+#   make bench  every benchmark, the peers included (HF generate, nanoGPT): benchmarks/results/bench-cpu.*
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -40,6 +41,7 @@ format: install
 
 # every benchmark, one JSON + one Markdown table in benchmarks/results/ (make bench DEVICE=cuda on a GPU)
 bench: install
+	$(PY) -c "import transformers" 2>/dev/null || $(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/run_all.py --device $(or $(DEVICE),cpu)
 
 clean:
