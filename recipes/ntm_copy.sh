@@ -7,7 +7,7 @@
 #
 #   recipes/ntm_copy.sh [extra overrides...]
 #
-# The CPU default (measured: 14 min 33 s on 2 cores, JOBS=2) is conf/experiment/ntm_copy.yaml: an NTM with a 100-unit LSTM
+# The CPU default (measured: 13 min 22 s on 2 cores, JOBS=2) is conf/experiment/ntm_copy.yaml: an NTM with a 100-unit LSTM
 # controller over 128 x 20 memory (62,936 parameters) and a one-layer LSTM of 110 (64,568), 3,000 steps of
 # 32 sequences (96,000 sequences), Adam 1e-3, gradients clipped at norm 50 and value 10. The paper's
 # budget (hundreds of thousands of sequences) is an override on a GPU, e.g.
