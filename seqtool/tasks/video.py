@@ -111,9 +111,12 @@ class VideoTask:
     def setup(
         self, run_dir: Path, *, rank: int = 0, world_size: int = 1, device: torch.device | None = None
     ) -> None:
-        """Remember where the run lives; digits (and test_npy) are read when first needed."""
+        """Remember where the run lives; digits are read when first needed. A new run reads test_npy now,
+        so a missing or malformed test file is refused before training rather than after it."""
         self.run_dir, self.rank, self.world_size = Path(run_dir), rank, world_size
         self.device = device or torch.device("cpu")
+        if self.test_npy and not (self.run_dir / "checkpoints").exists():
+            self.test_array()
 
     def generator(self, split: str) -> data.MovingGlyphs:
         """The sequence generator of a split (train digits for train, held-out digits for val and test)."""
