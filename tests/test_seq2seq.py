@@ -2,6 +2,7 @@
 Bahdanau's decoder order and local-m attention against hand computations; the cells (rnn, lstm, gru) and
 their options (layer norm, weight norm, variational dropout, forget bias)."""
 
+import json
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from seqtool import commands
 from seqtool.config import compose, instantiate, load_run_config, save_config
 from seqtool.decode.search import beam_search, greedy
 from seqtool.errors import UserError
@@ -28,7 +30,7 @@ from tests.encoder_decoder import (
     search_from_bos,
     stepped,
 )
-from tests.helpers import assert_user_error, seqtool
+from tests.helpers import assert_user_error, reverse_run, seqtool
 
 H = 8
 ATTENTIONS = ["none", "dot", "general", "concat", "additive", "local_m", "local_p"]
@@ -555,3 +557,23 @@ def test_bahdanau_order_with_local_m_trains_and_draws_its_attention_from_the_com
     decode = seqtool("decode", str(run), "--prime", "abcdef", "--beam", "3", "--plot-attention", str(maps))
     assert decode.returncode == 0 and decode.stdout.strip(), decode.stderr
     assert sorted(path.name for path in maps.glob("*.png")) == ["attention_0001.png"]
+
+
+@pytest.mark.slow
+def test_a_resumed_bahdanau_order_local_m_run_is_exactly_the_uninterrupted_one(tmp_path):
+    """8 steps straight == 4, then --resume for 4 more, with dropout and scheduled sampling drawing from
+    the RNG: the step count local-m reads lives in the per-batch decoder state, not in what is resumed."""
+    options = ["model.attention=local_m", "model.local_window=1", "model.decoder_order=bahdanau",
+               "model.dropout=0.3", "trainer.teacher_forcing.kind=linear", "trainer.teacher_forcing.steps=8",
+               "trainer.lr_schedule.kind=constant"]  # fmt: skip
+
+    def losses(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r and "val_loss" not in r}
+
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    commands.train(compose([*reverse_run(straight), *options, "trainer.max_steps=8", "trainer.eval_every=4"]))
+    commands.train(compose([*reverse_run(halves), *options, "trainer.max_steps=4", "trainer.eval_every=4"]))
+    commands.train(commands.resume_config(halves, ["trainer.max_steps=8"]), resume=halves)
+    assert sorted(losses(halves)) == list(range(1, 9))
+    assert losses(halves) == losses(straight)
