@@ -204,15 +204,7 @@ class ConvLSTM(nn.Module):
     def feed_mask(
         self, batch: int, t_in: int, horizon: int, has_targets: bool, device: torch.device
     ) -> Tensor:
-        return feed_mask(
-            batch,
-            t_in,
-            horizon,
-            self.teacher_forcing_ratio,
-            scheduled=self.training and self.scheduled_sampling and has_targets,
-            reverse=self.training and self.reverse_scheduled_sampling,
-            device=device,
-        )
+        return model_feed_mask(self, batch, t_in, horizon, has_targets, device)
 
 
 # ------------------------------------------------------------------- shared with models/predrnn.py
@@ -258,6 +250,22 @@ def feed_mask(
         if reverse:
             mask[:, 1:t_in] = draws[:, 1:t_in] < 1.0 - ratio / 2
     return mask
+
+
+def model_feed_mask(
+    model: nn.Module, batch: int, t_in: int, horizon: int, has_targets: bool, device: torch.device
+) -> Tensor:
+    """feed_mask with a video model's own settings: its teacher-forcing ratio ε (set by the trainer), and
+    (reverse) scheduled sampling only while it trains (scheduled only when the targets are given)."""
+    return feed_mask(
+        batch,
+        t_in,
+        horizon,
+        model.teacher_forcing_ratio,
+        scheduled=model.training and model.scheduled_sampling and has_targets,
+        reverse=model.training and model.reverse_scheduled_sampling,
+        device=device,
+    )
 
 
 def next_input(frames: Tensor, t: int, prediction: Tensor | None, use_truth: Tensor) -> Tensor:

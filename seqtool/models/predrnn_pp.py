@@ -40,7 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqtool.models.convlstm import check_geometry, feed_mask, join_frames, next_input, reconstruction_loss
+from seqtool.models.convlstm import (
+    check_geometry,
+    join_frames,
+    model_feed_mask,
+    next_input,
+    reconstruction_loss,
+)
 
 
 class CausalLSTMCell(nn.Module):
@@ -127,14 +133,8 @@ class PredRNNpp(nn.Module):
         """inputs [B, T_in, C, H, W], targets [B, K, C, H, W] or horizon K -> (predictions [B, K, C, H, W],
         aux_loss [])."""
         x, t_in, horizon = join_frames(inputs, targets, horizon, self.patch_size)  # [B, T, C p², h, w]
-        use_truth = feed_mask(
-            x.shape[0],
-            t_in,
-            horizon,
-            self.teacher_forcing_ratio,
-            scheduled=self.training and self.scheduled_sampling and targets is not None,
-            reverse=self.training and self.reverse_scheduled_sampling,
-            device=x.device,
+        use_truth = model_feed_mask(
+            self, x.shape[0], t_in, horizon, targets is not None, x.device
         )  # [B, T-1]
         predict_encoder = self.training and self.reverse_scheduled_sampling
         zeros = x.new_zeros(x.shape[0], self.hidden_channels, *x.shape[-2:])  # [B, H, h, w]
