@@ -449,7 +449,7 @@ RESUMED = {
     "trainer.max_steps": 900, "trainer.eval_every": 30, "trainer.log_every": 5, "trainer.sample_every": 0,
     "trainer.patience": 4, "trainer.keep_best": 3, "trainer.on_nonfinite": "skip",
     "trainer.divergence.factor": 50.0, "trainer.divergence.window": 10, "trainer.precision": "fp32",
-    "trainer.progress": False, "trainer.tensorboard": False, "device": "cpu",
+    "trainer.compile": True, "trainer.progress": False, "trainer.tensorboard": False, "device": "cpu",
 }  # fmt: skip
 
 
