@@ -7,6 +7,7 @@ seqtool: real text that is always there, so `seqtool train` works offline with n
 from __future__ import annotations
 
 import glob
+import gzip
 import sysconfig
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from seqtool.progress import warn
 
 
 def read_local(path: str, max_chars: int) -> str:
-    """The UTF-8 text of a file, of every file under a directory, or of a glob's matches (sorted)."""
+    """The UTF-8 text of a file, of every file under a directory, or of a glob's matches (sorted); files
+    ending in .gz are decompressed."""
     files = _expand(path)
     parts, size, replaced = [], 0, 0
     for file in files:
@@ -44,11 +46,13 @@ def _expand(path: str) -> list[Path]:
 
 
 def _decode(file: Path) -> tuple[str, int]:
-    """Text and the number of invalid byte sequences replaced."""
+    """Text and the number of invalid byte sequences replaced; a .gz file is decompressed first."""
     try:
         data = file.read_bytes()
-    except OSError as error:
-        raise UserError(f"cannot read {file}: {error.strerror}") from None
+        if file.suffix == ".gz":
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        raise UserError(f"cannot read {file}: {getattr(error, 'strerror', None) or error}") from None
     text = data.decode("utf-8", errors="replace")
     if "\ufffd" not in text:
         return text, 0
