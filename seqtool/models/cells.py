@@ -9,6 +9,7 @@ hand-written cell and ``torch.nn.LSTM`` layer by layer. A stack's state has torc
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,10 @@ from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
 from seqtool.models.base import State, map_tensors
 
-CELLS = ("rnn", "lstm", "gru")
+# The one list of cell names: the model constructors annotate `cell: Cell`, and the config schema reads the
+# allowed values of model.cell from it.
+Cell = Literal["rnn", "lstm", "gru"]
+CELLS: tuple[str, ...] = get_args(Cell)
 FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 

@@ -10,14 +10,14 @@ The recurrent state is the stack's, in torch's format: h [L, B, H] (rnn, gru) or
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqtool.models.base import State, map_tensors
-from seqtool.models.cells import LockedDropout, check_cell, make_rnn
+from seqtool.models.cells import Cell, LockedDropout, check_cell, make_rnn
 
 
 class CharRNN(nn.Module):
@@ -29,7 +29,7 @@ class CharRNN(nn.Module):
         self,
         *,
         vocab_size: int,
-        cell: Literal["rnn", "lstm", "gru"],
+        cell: Cell,
         embedding_size: int,
         hidden_size: int,
         num_layers: int,

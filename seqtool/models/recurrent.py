@@ -14,14 +14,14 @@ the char-RNN; its state is torch's: h [L, B, H], or (h, c) each [L, B, H] for ls
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqtool.models.base import State, map_tensors
-from seqtool.models.cells import LockedDropout, check_cell, make_rnn
+from seqtool.models.cells import Cell, LockedDropout, check_cell, make_rnn
 
 
 class RecurrentModel(nn.Module):
@@ -32,7 +32,7 @@ class RecurrentModel(nn.Module):
     def __init__(
         self,
         *,
-        cell: Literal["rnn", "lstm", "gru"],
+        cell: Cell,
         embedding_size: int,
         hidden_size: int,
         num_layers: int,

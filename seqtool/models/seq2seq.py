@@ -60,6 +60,7 @@ from seqtool.models.base import State, map_tensors
 from seqtool.models.cells import (
     CELLS,
     FUSED,
+    Cell,
     CellLayer,
     LockedDropout,
     make_cell,
@@ -162,7 +163,7 @@ class Seq2SeqAttention(nn.Module):
         pad_index: int,
         bos_index: int,
         eos_index: int,
-        cell: Literal["rnn", "lstm", "gru"],
+        cell: Cell,
         embedding_size: int,
         hidden_size: int,
         encoder_layers: int,
