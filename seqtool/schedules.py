@@ -14,15 +14,19 @@ from typing import Literal
 @dataclass(frozen=True)
 class LRSchedule:
     """Multiplier of the peak learning rate at a step; with kind plateau, times a scale that
-    after_evaluation() cuts when the validation metric stops improving."""
+    after_evaluation() cuts when the validation metric stops improving; with kind epoch_decay, a
+    function of the epoch the step falls in (the trainer says how many steps make an epoch)."""
 
-    kind: Literal["constant", "cosine", "inverse_sqrt", "plateau"]
+    kind: Literal["constant", "cosine", "inverse_sqrt", "plateau", "epoch_decay"]
     warmup_steps: int
     min_ratio: float
     plateau_factor: float
     plateau_patience: int
+    # Defaults only for runs saved before epoch_decay existed (conf/trainer/default.yaml sets them).
+    decay_after_epoch: int = 0
+    decay_factor: float = 1.0
 
-    def __call__(self, step: int, max_steps: int) -> float:
+    def __call__(self, step: int, max_steps: int, steps_per_epoch: int | None = None) -> float:
         warmup = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
         # 1) constant and plateau: linear warmup, then flat (plateau cuts come from evaluations)
         if self.kind in ("constant", "plateau"):
@@ -30,7 +34,14 @@ class LRSchedule:
         # 2) inverse square root (Vaswani et al. 2017): rises linearly, then decays as 1/sqrt(step)
         if self.kind == "inverse_sqrt":
             return warmup if step < self.warmup_steps else math.sqrt(self.warmup_steps / (step + 1))
-        # 3) cosine from the peak down to min_ratio at max_steps (Loshchilov & Hutter 2017)
+        # 3) epoch decay (Zaremba et al. 2014): flat for the first decay_after_epoch epochs, then
+        #    × decay_factor once per epoch: epoch n (counted from 1) runs at decay_factor^max(0, n - k)
+        if self.kind == "epoch_decay":
+            if steps_per_epoch is None:
+                raise ValueError("the epoch_decay schedule needs the number of steps per epoch")
+            epoch = step // steps_per_epoch + 1
+            return warmup * self.decay_factor ** max(0, epoch - self.decay_after_epoch)
+        # 4) cosine from the peak down to min_ratio at max_steps (Loshchilov & Hutter 2017)
         if step < self.warmup_steps:
             return warmup
         progress = min(1.0, (step - self.warmup_steps) / max(1, max_steps - self.warmup_steps))

@@ -71,6 +71,7 @@ DROPOUT = Range(low=0, high=1, high_open=True)  # p = 1 would drop everything
 RANGES: dict[str, Range] = {
     # --- the trainer ------------------------------------------------------------------------------------
     "trainer.max_steps": COUNT,
+    "trainer.max_epochs": Range(low=1, note="null: trainer.max_steps alone ends the run"),
     "trainer.grad_accum": COUNT,
     "trainer.clip_norm": Range(
         low=0, low_open=True, note="null: no clipping; 0 or less would zero or flip the gradient"
@@ -91,6 +92,8 @@ RANGES: dict[str, Range] = {
     "trainer.lr_schedule.min_ratio": SHARE,
     "trainer.lr_schedule.plateau_factor": Range(low=0, high=1, low_open=True),
     "trainer.lr_schedule.plateau_patience": COUNT,
+    "trainer.lr_schedule.decay_after_epoch": Range(low=0, note="0: decay from the first epoch"),
+    "trainer.lr_schedule.decay_factor": Range(low=0, high=1, low_open=True, note="1: no decay"),
     "trainer.curriculum.initial": Range(low=0, high=1, low_open=True),
     "trainer.curriculum.steps": COUNT,
     "trainer.teacher_forcing.k": POSITIVE,
@@ -338,6 +341,7 @@ PAIRING_RULES: list[Rule] = [
 # saved value, and an override of it is refused with the old and the new value.
 RESUMABLE = (
     "trainer.max_steps",
+    "trainer.max_epochs",
     "trainer.eval_every",
     "trainer.log_every",
     "trainer.sample_every",

@@ -11,6 +11,10 @@ Per optimizer step::
 
 The task owns the batches and the loss; the schedules are pure functions of the step; the checkpoint
 holds everything needed to continue exactly (weights, optimizer, RNG, the task's stream position).
+
+Epochs, where a task has them (one pass over a fixed training set, `task.steps_per_epoch()`), are a
+count of steps too: epoch = step // steps_per_epoch. So `max_epochs`, `eval_every: epoch` and the
+epoch_decay lr schedule stay functions of the step, and a run resumed mid-epoch continues exactly.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ class Trainer:
         clip_value: float | None,
         curriculum: Competence,
         teacher_forcing: TeacherForcing,
-        eval_every: int,
+        eval_every: int | Literal["epoch"],
         eval_metric: str,
         eval_mode: Literal["min", "max"],
         patience: int | None,
@@ -119,14 +123,22 @@ class Trainer:
         tensorboard: bool,
         divergence: DivergenceGuard | None = None,  # None: runs saved before the guard (NaN/inf only)
         compile: bool = False,  # torch.compile the model's training forward (evaluation stays eager)
+        max_epochs: int | None = None,  # None: max_steps alone ends the run (and runs saved before epochs)
     ) -> None:
         # The ranges of these arguments are checked when the config is composed (seqtool/schema.py).
         self.task, self.model, self.run_dir, self.device = task, model, Path(run_dir), device
         self.model_target = model_target
-        self.max_steps, self.grad_accum = max_steps, grad_accum
+        self.grad_accum = grad_accum
         self.lr_schedule, self.curriculum, self.teacher_forcing = lr_schedule, curriculum, teacher_forcing
         self.clip_norm, self.clip_value = clip_norm, clip_value
-        self.eval_every, self.eval_metric, self.patience = eval_every, eval_metric, patience
+        uses_epochs = max_epochs is not None or eval_every == "epoch" or lr_schedule.kind == "epoch_decay"
+        self.steps_per_epoch = self._steps_per_epoch() if uses_epochs else None
+        # The run ends at max_steps or after max_epochs, whichever comes first.
+        self.max_steps = max_steps
+        if max_epochs is not None:
+            self.max_steps = min(max_steps, max_epochs * self.steps_per_epoch)
+        self.eval_every = self.steps_per_epoch if eval_every == "epoch" else eval_every
+        self.eval_metric, self.patience = eval_metric, patience
         self.log_every, self.sample_every, self.on_nonfinite = log_every, sample_every, on_nonfinite
         self.divergence = divergence or DivergenceGuard(factor=None, window=1)
         self.show_progress, self.use_tensorboard = progress, tensorboard
@@ -147,6 +159,18 @@ class Trainer:
         self.plateau_scale = 1.0
         self.evals_without_improvement = 0
         self.stop_requested = False
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps in one pass over the training set, from the task's batches per pass."""
+        # Only tasks with a fixed training set have epochs; the synthetic ones draw new examples forever.
+        batches = getattr(self.task, "steps_per_epoch", None)
+        if batches is None:
+            raise UserError(
+                f"{type(self.task).__name__} has no epochs (its training stream is endless): "
+                "set trainer.max_steps and an integer trainer.eval_every, and an lr schedule other than "
+                "epoch_decay"
+            )
+        return max(1, math.ceil(batches() / self.grad_accum))
 
     def _wrap_distributed(self, model: nn.Module) -> nn.Module:
         if distributed.world_size() == 1:
@@ -240,7 +264,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=enabled)
 
     def _set_learning_rate(self) -> float:
-        factor = self.lr_schedule(self.step, self.max_steps) * self.plateau_scale
+        factor = self.lr_schedule(self.step, self.max_steps, self.steps_per_epoch) * self.plateau_scale
         for group, peak in zip(self.optimizer.param_groups, self.peak_lrs):
             group["lr"] = peak * factor
         return self.optimizer.param_groups[0]["lr"]
@@ -279,7 +303,8 @@ class Trainer:
         self.plateau_scale = self.lr_schedule.after_evaluation(self.plateau_scale, stalled)
         state = self.trainer_state()
         if self.is_main:
-            log({"step": self.step, **{f"val_{key}": val for key, val in metrics.items()}})
+            epoch = {"epoch": round(self.step / self.steps_per_epoch, 4)} if self.steps_per_epoch else {}
+            log({"step": self.step, **epoch, **{f"val_{key}": val for key, val in metrics.items()}})
             self.best.offer(value, self.step, model=self.model, trainer_state=state, meta=self._meta(value))
         self.save_last(value, state)
         if self.is_main:
