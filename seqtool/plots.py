@@ -428,3 +428,57 @@ def plot_bits_wrong_by_length(
     axis.legend(fontsize="small")
     _save(figure, path)
     return path
+
+
+# ------------------------------------------------------- sentence classification (task=classify)
+def plot_confusion_matrix(matrix, labels: list[str], path: Path, *, title: str = "") -> Path:
+    """matrix [C, C]: row = true label, column = predicted; each cell shows its count and its share of
+    the row (the recall of the true label when on the diagonal)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(matrix.cpu() if hasattr(matrix, "cpu") else matrix, dtype=float)  # [C, C]
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(3.5, 0.6 * len(labels) + 2)
+    figure, axis = plt.subplots(figsize=(min(size + 1, 30.0), min(size, 30.0)))
+    image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for row in range(len(labels)):
+        for column in range(len(labels)):
+            colour = "white" if shares[row, column] > 0.5 else "black"
+            axis.text(column, row, f"{int(counts[row, column])}\n{shares[row, column]:.0%}", ha="center",
+                      va="center", fontsize=8, color=colour)  # fmt: skip
+    axis.set_xticks(range(len(labels)), labels, rotation=90 if len(labels) > 4 else 0)
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set(xlabel="predicted", ylabel="true", title=title)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true label's sentences")
+    _save(figure, path)
+    return path
+
+
+def plot_word_weights(words: list[str], weights, path: Path, *, title: str = "", width: int = 12) -> Path:
+    """The words of a sentence on coloured boxes, darker for a larger weight (attention pooling's a_t),
+    `width` words a row, each weight printed under its word."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = [float(w) for w in (weights.detach().float().cpu() if hasattr(weights, "detach") else weights)]
+    rows = max(1, math.ceil(len(words) / width))
+    figure, axis = plt.subplots(figsize=(min(1.1 * min(width, len(words)) + 1, 30.0), 0.9 * rows + 0.8))
+    colours = plt.get_cmap("Reds")
+    top = max(values, default=1.0) or 1.0
+    for k, (word, value) in enumerate(zip(words, values)):
+        row, column = divmod(k, width)
+        axis.text(column + 0.5, -row, word, ha="center", va="center", fontsize=10,
+                  bbox={"facecolor": colours(0.85 * value / top), "edgecolor": "none", "pad": 3})  # fmt: skip
+        axis.text(column + 0.5, -row - 0.35, f"{value:.2f}", ha="center", va="center", fontsize=6)
+    axis.set_xlim(0, min(width, max(1, len(words))))
+    axis.set_ylim(-rows + 0.4, 0.6)
+    axis.axis("off")
+    axis.set_title(title or "attention pooling weights", fontsize=10)
+    _save(figure, path)
+    return path
