@@ -1,6 +1,7 @@
 """What the CLI commands do, as plain functions a test can call: train, load a run, decode, evaluate.
 
-train(cfg)             compose -> instantiate task -> instantiate model -> instantiate trainer -> fit
+train(cfg)             compose -> instantiate task -> instantiate model (init_from: copy a pretrained
+                       body into it) -> instantiate trainer -> fit
 load_run(dir)          the run's saved config -> task (its saved vocab) -> model (its best/last weights)
 decode(run, options)   the task's inputs -> the search -> the outputs, laid out as the task says
 evaluate(run, ...)     the task's metrics of a split (or of --src/--ref files) with a search
@@ -27,6 +28,7 @@ from seqtool.config import instantiate, load_run_config, new_run_dir, save_confi
 from seqtool.data.io import check_writable_folder
 from seqtool.decode.settings import DecodeOptions, SearchSettings
 from seqtool.errors import UserError
+from seqtool.finetune import InitFrom
 
 if TYPE_CHECKING:
     from seqtool.by_length import ByLength
@@ -75,17 +77,27 @@ def build(cfg: DictConfig, run_dir: Path, device: torch.device) -> tuple[Task, n
     return task, model.to(device)
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, device: torch.device) -> Trainer:
-    """What `seqtool train` trains, seeded as the config says: the task, a fresh model, the Trainer."""
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, device: torch.device, *, init_from: InitFrom | None = None
+) -> Trainer:
+    """What `seqtool train` trains, seeded as the config says: the task, a fresh model (with init_from,
+    the pretrained body copied into it: seqtool/finetune.py), the Trainer."""
     seed_everything(int(cfg.seed))
+    if init_from is not None:
+        init_from.carry_vocabulary()  # before the task's setup, which loads it
     task, model = build(cfg, run_dir, device)
+    model_target = str(cfg.model._target_)
+    groups = None
+    if init_from is not None:
+        groups = init_from.parameter_groups(model, model_target=model_target, record=is_main_process())
     return instantiate(
         cfg.trainer,
         task=task,
         model=model,
         run_dir=run_dir,
         device=device,
-        model_target=str(cfg.model._target_),
+        model_target=model_target,
+        parameter_groups=groups,
     )
 
 
@@ -100,9 +112,11 @@ def train(cfg: DictConfig, *, resume: Path | None = None) -> tuple[Path, dict[st
             raise UserError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick another run_dir"
             )
+        # a missing or checkpoint-less init_from is refused before the run directory is written
+        init_from = InitFrom.of(cfg, run_dir, resuming=resume is not None)
         if distributed.rank() == 0:
             save_config(cfg, run_dir)
-        trainer = build_trainer(cfg, run_dir, device)
+        trainer = build_trainer(cfg, run_dir, device, init_from=init_from)
         if resume:
             trainer.resume(run_dir / "checkpoints" / "last")
         metrics = trainer.fit()

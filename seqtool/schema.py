@@ -26,6 +26,7 @@ ROOT_TYPES: dict[str, Any] = {
     "run_dir": str | None,
     "seed": int,
     "device": Literal["auto", "cpu", "cuda", "mps"],
+    "init_from": str | None,  # a pretrained run or checkpoint directory (seqtool/finetune.py)
 }
 
 
@@ -99,6 +100,10 @@ RANGES: dict[str, Range] = {
     "trainer.teacher_forcing.k": POSITIVE,
     "trainer.teacher_forcing.min_ratio": SHARE,
     "trainer.teacher_forcing.steps": COUNT,
+    "trainer.aux_lm_weight": Range(low=0, note="0: no auxiliary LM loss"),
+    "finetune.body_lr_scale": Range(
+        low=0, low_open=True, note="finetune.freeze_body=true keeps the body fixed"
+    ),
     # --- models (a key holds for every model that has it) -----------------------------------------------
     **dict.fromkeys(
         [
@@ -308,6 +313,18 @@ def shifts_fit_memory(cfg: dict[str, Any]) -> str | None:
     return f"model.shift_range={shift} needs 2R + 1 <= model.memory_size={size} locations"
 
 
+def fine_tuning_needs_a_body(cfg: dict[str, Any]) -> str | None:
+    """finetune.* says how a pretrained body trains: without init_from there is none; frozen, it has no lr."""
+    frozen, scale = value(cfg, "finetune.freeze_body"), value(cfg, "finetune.body_lr_scale")
+    changed = [f"finetune.freeze_body={str(frozen).lower()}"] if frozen else []
+    changed += [f"finetune.body_lr_scale={scale}"] if scale not in (None, 1, 1.0) else []
+    if changed and not value(cfg, "init_from"):
+        return f"{changed[0]} applies to a pretrained body: give init_from=RUN (a run to fine-tune from)"
+    if len(changed) == 2:
+        return f"{changed[0]} keeps the body fixed, so {changed[1]} would mean nothing: give one of them"
+    return None
+
+
 # (task.min_lag above task.lag is no error: the lag curriculum clamps to the full lag.)
 RULES: list[Rule] = [
     at_most("task.min_seq_len", "task.seq_len", "the length curriculum starts below the full segment"),
@@ -323,6 +340,7 @@ RULES: list[Rule] = [
     teacher_forcing_decays,
     local_p_has_a_window,
     shifts_fit_memory,
+    fine_tuning_needs_a_body,
 ]
 
 # Between a model and its task: they hold once the model fits the task (a config composed only to build

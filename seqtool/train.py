@@ -124,6 +124,8 @@ class Trainer:
         divergence: DivergenceGuard | None = None,  # None: runs saved before the guard (NaN/inf only)
         compile: bool = False,  # torch.compile the model's training forward (evaluation stays eager)
         max_epochs: int | None = None,  # None: max_steps alone ends the run (and runs saved before epochs)
+        aux_lm_weight: float = 0.0,  # λ of the LM loss a task adds to its own (task=classify, tagging)
+        parameter_groups: list[dict[str, Any]] | None = None,  # a fine-tuned model's (seqtool/finetune.py)
     ) -> None:
         # The ranges of these arguments are checked when the config is composed (seqtool/schema.py).
         self.task, self.model, self.run_dir, self.device = task, model, Path(run_dir), device
@@ -145,9 +147,19 @@ class Trainer:
         self.autocast_dtype = _autocast_dtype(precision, device)
         self.is_main = distributed.rank() == 0
 
+        if aux_lm_weight:
+            if not hasattr(task, "aux_lm_weight"):
+                raise UserError(
+                    f"trainer.aux_lm_weight={aux_lm_weight} adds a language-model loss to the task's own "
+                    "(task=classify, task=tagging); this task has none"
+                )
+            task.aux_lm_weight = aux_lm_weight
+
         self.model.to(device)
-        self.optimizer = optimizer(self.model.parameters())
-        self.peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        # A fine-tuned model's groups: its head, and its pretrained body unless frozen; a group's lr_scale
+        # (finetune.body_lr_scale) multiplies the optimizer's lr, before any schedule.
+        self.optimizer = optimizer(parameter_groups or self.model.parameters())
+        self.peak_lrs = [group["lr"] * group.get("lr_scale", 1.0) for group in self.optimizer.param_groups]
         self.trained_model = self._wrap_distributed(self.model)
         if compile:
             # Only the training forward is compiled: evaluation and decoding call other methods with other
