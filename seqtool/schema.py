@@ -135,6 +135,7 @@ RANGES: dict[str, Range] = {
         COUNT,
     ),  # fmt: skip
     "model.dropout": DROPOUT,
+    "model.init_range": Range(low=0, low_open=True, note="null: torch's initialisation"),
     "model.doubly_stochastic": NONNEGATIVE,
     "model.decouple_beta": NONNEGATIVE,
     "model.reconstruct_weight": NONNEGATIVE,
@@ -192,6 +193,8 @@ RANGES: dict[str, Range] = {
     "task.val_fraction": DROPOUT,
     "task.test_fraction": DROPOUT,
     "task.vocab_size": Range(low=5, note="the 4 special tokens and at least one more"),
+    "task.max_vocab": Range(low=5, note="the 4 special tokens and at least one word; null: every word"),
+    "task.eval_max_tokens": Range(low=2, note="null: the whole split"),
     "task.label_smoothing": DROPOUT,
     "task.eval_alpha": NONNEGATIVE,
     "task.eval_max_len_ratio": NONNEGATIVE,

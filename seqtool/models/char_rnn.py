@@ -4,6 +4,10 @@
 
     tokens [B, T] -> embedding [B, T, E] -> dropout -> RNN stack [B, T, H] -> dropout -> linear [B, T, V]
 
+The same model is Zaremba et al.'s (2014) word-level LM (conf/model/rnn_lm.yaml): its dropout sits on
+the non-recurrent connections only (the embeddings, between layers, before the softmax), never on the
+recurrent h -> h path, and init_range draws every parameter from U(-r, r) as theirs does.
+
 The recurrent state is the stack's, in torch's format: h [L, B, H] (rnn, gru) or (h, c) each [L, B, H]
 (lstm), so the batch is dimension 1 everywhere.
 """
@@ -39,6 +43,7 @@ class CharRNN(nn.Module):
         weight_norm: bool,
         forget_bias: float | None,
         tie_weights: bool,
+        init_range: float | None = None,  # None: torch's defaults (and runs saved before the option)
     ) -> None:
         super().__init__()
         check_cell(cell)
@@ -46,6 +51,11 @@ class CharRNN(nn.Module):
             raise ValueError(
                 "tie_weights needs model.embedding_size == model.hidden_size "
                 f"(got {embedding_size} and {hidden_size})"
+            )
+        if init_range is not None and forget_bias is not None:
+            raise ValueError(
+                f"model.init_range={init_range} draws every weight and bias, the forget gate's too: "
+                "set model.forget_bias=null with it"
             )
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
         self.embedding = nn.Embedding(vocab_size, embedding_size)
@@ -70,6 +80,9 @@ class CharRNN(nn.Module):
             self.output.weight = self.embedding.weight
         # Untied, the embedding keeps torch's N(0, 1): measured on tiny Shakespeare it leaves the
         # unigram plateau (loss ~3.3) within 20 steps, where uniform(-0.1, 0.1) takes about 60.
+        if init_range is not None:  # Zaremba et al. 2014: every parameter ~ U(-r, r), biases included
+            for parameter in self.parameters():
+                nn.init.uniform_(parameter, -init_range, init_range)
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens [B, T], state (zeros when None) -> logits [B, T, V], final state."""
