@@ -181,8 +181,8 @@ class TaggingTask:
         self._data()
         if name not in self.sentences:
             raise UserError(
-                f"{self.origin} has no {name} split (it has {', '.join(self.sentences)}); ATIS's test set is "
-                "held out: give a directory with test/ (seq.in, seq.out, label) or task.test_path"
+                f"{self.origin} has no {name} split (it has {', '.join(self.sentences)}): put {name}/ (seq.in, "
+                f"seq.out, label) or {name}.txt (CoNLL) beside train, or train with task.{name}_path"
             )
         return self.sentences[name]
 
