@@ -181,8 +181,8 @@ class TaggingTask:
         self._data()
         if name not in self.sentences:
             raise UserError(
-                f"{self.origin} has no {name} split (it has {', '.join(self.sentences)}): put {name}/ (seq.in, "
-                f"seq.out, label) or {name}.txt (CoNLL) beside train, or train with task.{name}_path"
+                f"{self.origin} has no {name} split (it has {', '.join(self.sentences)}): put {name}/ "
+                f"(seq.in, seq.out, label) or {name}.txt (CoNLL) beside train, or train with task.{name}_path"
             )
         return self.sentences[name]
 
