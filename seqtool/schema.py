@@ -101,6 +101,7 @@ RANGES: dict[str, Range] = {
     "trainer.teacher_forcing.min_ratio": SHARE,
     "trainer.teacher_forcing.steps": COUNT,
     "trainer.aux_lm_weight": Range(low=0, note="0: no auxiliary LM loss"),
+    "task.max_train_examples": Range(low=1, note="null: every train example"),
     "finetune.body_lr_scale": Range(
         low=0, low_open=True, note="finetune.freeze_body=true keeps the body fixed"
     ),

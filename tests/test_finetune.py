@@ -290,7 +290,7 @@ def test_a_pretrained_body_beats_the_same_model_from_scratch_when_labels_are_few
 @pytest.mark.slow
 def test_seqtool_train_init_from_a_char_lm_run_and_a_misfit_exits_2(tmp_path):
     """A Transformer LM pretrained on one text continues on another: its vocabulary and body carry over,
-    the run records where it came from, decode works; another width is one line, exit 2."""
+    the run records where it came from, it resumes, decode works; another width is one line, exit 2."""
     corpus = tiny_corpus(tmp_path)
     sizes = ["model=transformer_lm", "model.d_model=16", "model.heads=2", "model.num_layers=1",
              "model.ffn_size=32", f"task.path={corpus}", "task.batch_size=4", "task.seq_len=16",
@@ -310,3 +310,13 @@ def test_seqtool_train_init_from_a_char_lm_run_and_a_misfit_exits_2(tmp_path):
     )
     assert_user_error(result, "blocks.0.feed_forward.0.weight (32, 16) vs (32, 32)")
     assert len(result.stderr.strip().splitlines()) == 1
+    # --resume knows the body from init_from.json, without the pretrained run (which may be gone by then),
+    # and the body keeps its lr: 0.5 x the optimizer's lr x the schedule, at the resumed step 4 of 4
+    (pretrained / "checkpoints" / "best" / "model.safetensors").unlink()
+    cfg = commands.resume_config(tuned, ["trainer.max_steps=4"])
+    commands.train(cfg, resume=tuned)
+    assert json.loads((tuned / INIT_FROM_FILE).read_text()) == record
+    logged = [json.loads(line) for line in (tuned / "metrics.jsonl").read_text().splitlines()]
+    body_lr = next(r["lr"] for r in logged if r["step"] == 4 and "lr" in r)
+    schedule = instantiate(cfg.trainer.lr_schedule)
+    assert body_lr == pytest.approx(0.5 * cfg.trainer.optimizer.lr * schedule(3, 4, None))

@@ -100,6 +100,7 @@ class ClassifyTask:
         bucket_size: int,
         generated_size: int,
         seed: int,
+        max_train_examples: int | None = None,  # init_from's recipe (seqtool/finetune.py): fewer labels
     ) -> None:
         if tokens not in ("word", "char", "bpe"):
             raise ValueError(f"task.tokens must be word, char or bpe, got {tokens!r}")
@@ -121,6 +122,7 @@ class ClassifyTask:
         self.lowercase, self.max_length = lowercase, max_length
         self.max_tokens, self.bucket_size = max_tokens, bucket_size
         self.generated_size, self.seed = generated_size, seed
+        self.max_train_examples = max_train_examples
         self.device = torch.device("cpu")
         self.run_dir: Path | None = None
         self.splits: dict[str, Split] = {}
@@ -133,6 +135,7 @@ class ClassifyTask:
         """Read train and val; load the run's tokens and labels (vocab/), or build them from train."""
         self.run_dir, self.device = Path(run_dir), device or torch.device("cpu")
         self.splits = {split: self.read(split) for split in ("train", "val")}
+        self.splits["train"] = self._fewer_labels(self.splits["train"])
         self.tokens = self._tokens(self.splits["train"])
         self.labels = self._labels(self.splits["train"])
         for split in ("train", "val"):
@@ -142,6 +145,17 @@ class ClassifyTask:
             sizes, sorted(range(len(sizes)), key=sizes.__getitem__), max_tokens=self.max_tokens,
             bucket_size=self.bucket_size, seed=self.seed, rank=rank, world_size=world_size,
         )  # fmt: skip
+
+    def _fewer_labels(self, train: Split) -> Split:
+        """task.max_train_examples: a random subset of train drawn with task.seed (kept in file order), as
+        a study of accuracy against labels needs; a vocabulary built here (no init_from) sees it alone."""
+        if self.max_train_examples is None or len(train.examples) <= self.max_train_examples:
+            return train
+        order = torch.randperm(len(train.examples), generator=torch.Generator().manual_seed(self.seed))
+        kept = sorted(order[: self.max_train_examples].tolist())
+        return Split(
+            [train.examples[i] for i in kept], f"{self.max_train_examples} examples of {train.origin}"
+        )
 
     def read(self, split: str) -> Split:
         """One split from the configured source; a missing test split is refused naming the source."""
