@@ -61,9 +61,9 @@ tune=(experiment=pretraining "task.data_dir=$sst2" "task.max_train_examples=$lab
 report_sweep finetune/scratch_gpt "${tune[@]}" model=transformer_lm name=gpt_scratch
 report_sweep finetune/scratch_bert "${tune[@]}" model=bert name=bert_scratch
 report_sweep finetune/gpt "${tune[@]}" model=transformer_lm "$(pretrained gpt)" name=gpt_pretrained \
-  trainer.aux_lm_weight=0,0.5
+  trainer.aux_lm_weight=0.0,0.5
 report_sweep finetune/bert "${tune[@]}" model=bert "$(pretrained bert)" name=bert_80_10_10 \
-  trainer.aux_lm_weight=0,0.5
+  trainer.aux_lm_weight=0.0,0.5
 report_sweep finetune/bert_mask "${tune[@]}" model=bert "$(pretrained bert_mask)" name=bert_always_mask
 
 report_text "Data: \`recipes/pretraining.sh $sst2${ptb:+ $ptb}\`. Unlabelled text: $source_text. Sizes of the CPU default (conf/experiment/pretraining*.yaml, chosen \
@@ -81,8 +81,8 @@ report_table "SST-2 dev accuracy after fine-tuning (mean ± std over seeds)" fin
   --by name,trainer.aux_lm_weight,task.max_train_examples --metric val_accuracy \
   --metrics val_accuracy,val_macro_f1,val_loss
 [[ $labels != *,* ]] || report_plot pretraining_accuracy.png "SST-2 dev accuracy against the labelled phrases fine-tuned on (mean and \
-std over seeds; log scale)" finetune --x task.max_train_examples --by name,trainer.aux_lm_weight \
-  --metric val_accuracy
+std over seeds; log scale)" finetune --x task.max_train_examples \
+  --by name,trainer.aux_lm_weight,task.max_train_examples --metric val_accuracy
 
 # What the pretrained models do through the same commands: BERT fills masks, GPT continues a prime.
 bert_run="$REPORT_RUNS/pretrain/experiment=pretraining_bert"

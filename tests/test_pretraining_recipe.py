@@ -37,5 +37,5 @@ def test_pretraining_recipe(tmp_path):
     assert "pretraining_accuracy.png" in report and "**Verdict (measured).**" in report
     assert "Pretrained GPT beats GPT from scratch" in report and "Table 8" in report
     records = list((tmp_path / "runs").glob("pretraining/*/finetune/gpt/*/init_from.json"))
-    assert len(records) == 4  # two label counts, λ = 0 and 0.5
+    assert len(records) == 4  # two label counts, λ = 0.0 and 0.5
     assert json.loads(records[0].read_text())["run"].endswith("pretrain/experiment=pretraining_gpt")
