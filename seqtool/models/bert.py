@@ -146,7 +146,9 @@ class Bert(nn.Module):
         self.blocks = nn.ModuleList(Block(*layer, cross_attention=False) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()  # pre-LN: normalise the output
         self.mlm_head = MaskedLMHead(self.embedding.tokens)  # also serves aux_lm_loss when fine-tuning
-        self.pooler = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh())  # h_0 -> the sequence's vector
+        # h_0 -> the sequence's vector, for the heads that read it (an unused module would stall DDP)
+        pooled = next_sentence or num_classes or (num_tags and num_intents)
+        self.pooler = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh()) if pooled else None
         self.head_dropout = nn.Dropout(dropout)
         self.nsp_head = nn.Linear(d_model, 2) if next_sentence else None
         self.classifier = nn.Linear(d_model, num_classes) if num_classes else None
