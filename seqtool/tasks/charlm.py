@@ -157,6 +157,7 @@ class StreamLMTask:
     default_strategy = Sampling()
     end_token = None  # a language model of running text has no end
     DEFAULT_LENGTH = 200  # tokens generated without --max-len
+    PREVIEW_LENGTH = 300  # tokens of the sample written to samples/ as training goes
 
     def decode_inputs(
         self, model: nn.Module, options: DecodeOptions, search: SearchSettings
@@ -195,15 +196,16 @@ class StreamLMTask:
         item = DecodeInput("", [self._start_id()], 1)
         return self.render(item, self.decode(model, [item], search)[0].tokens[0])
 
-    PREVIEW_LENGTH = 300  # tokens of the sample written to samples/ as training goes
-
     def _encode_prime(self, text: str) -> list[int]:
+        """The ids of --prime (or --input) text."""
         raise NotImplementedError
 
     def _join(self, prime: str, tokens: list[int]) -> str:
+        """The prime, then the sampled ids, as text."""
         raise NotImplementedError
 
     def _start_id(self) -> int:
+        """The id an unprimed sample starts from."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------ resumability

@@ -55,7 +55,7 @@ class WordLMTask(StreamLMTask):
 
     unit, name = "words", "word LM"
     DEFAULT_LENGTH = 50  # words generated without --max-len
-    PREVIEW_LENGTH = 60
+    PREVIEW_LENGTH = 60  # words of the sample written to samples/ as training goes
 
     def __init__(
         self,
@@ -122,7 +122,7 @@ class WordLMTask(StreamLMTask):
         if len(named) > 1:
             raise UserError(f"give one data source, not {' and '.join(named)}")
         if self.data_dir:
-            return self._split_files(_files_in(Path(self.data_dir)))
+            return self._split_files(_files_in(Path(self.data_dir).expanduser()))
         if named == ["task.train_path"]:
             return self._split_files(self._given_files())
         if not named and not self.embedded_default:
@@ -150,18 +150,19 @@ class WordLMTask(StreamLMTask):
         return words
 
     def _cut_one_text(self) -> dict[str, list[str]]:
-        """One text's lines cut into contiguous [train | val | test] by the fractions."""
+        """One text's words cut into contiguous [train | val | test] by the fractions (as the char LM
+        cuts its characters: a text of one long line splits too)."""
         if self.path:
             text = read_local(self.path, self.max_chars)
         elif self.hf_name:
             text = hub_text(self.hf_name, self.hf_column, self.hf_split, self.max_chars)
         else:
             text = stdlib_source(self.max_chars)
-        lines = text.splitlines()
-        cut_val = int(len(lines) * self.fractions[0])
-        cut_test = int(len(lines) * (self.fractions[0] + self.fractions[1]))
-        parts = {"train": lines[:cut_val], "val": lines[cut_val:cut_test], "test": lines[cut_test:]}
-        return {split: words_of(part) for split, part in parts.items() if part or split != "test"}
+        words = words_of(text.splitlines())
+        cut_val = int(len(words) * self.fractions[0])
+        cut_test = int(len(words) * (self.fractions[0] + self.fractions[1]))
+        parts = {"train": words[:cut_val], "val": words[cut_val:cut_test], "test": words[cut_test:]}
+        return {split: part for split, part in parts.items() if part or split != "test"}
 
     def _eval_rows(self, split: str) -> Tensor:
         if split not in self.splits:
@@ -188,10 +189,9 @@ class WordLMTask(StreamLMTask):
 
     # ------------------------------------------------------------------------------------ decode
     def _encode_prime(self, text: str) -> list[int]:
-        """The prime's words (a line end in it is </s>); words outside the vocabulary read as <unk>.
-        A prime without words starts a sentence."""
-        words = words_of(text.splitlines())[:-1]
-        return self.vocab.encode(words) if words else [EOS]
+        """</s>, then the prime's words (a line end in it is </s> too): a prime starts a sentence, as
+        every sentence of the training text follows one. Words outside the vocabulary read as <unk>."""
+        return [EOS, *self.vocab.encode(words_of(text.splitlines())[:-1])]
 
     def _join(self, prime: str, tokens: list[int]) -> str:
         """The prime, then the sampled words, a line per sentence (</s> ends one)."""
@@ -205,7 +205,8 @@ class WordLMTask(StreamLMTask):
 def _files_in(directory: Path) -> dict[str, Path]:
     """The split files of a data_dir: train and val must be there, test may be."""
     if not directory.is_dir():
-        raise UserError(f"task.data_dir={directory}: no such directory")
+        what = "a file, not a directory" if directory.exists() else "no such directory"
+        raise UserError(f"task.data_dir={directory}: {what}")
     found = {}
     for split, names in SPLIT_FILES.items():
         candidates = [directory / f"{name}{suffix}" for name in names for suffix in ("", ".gz")]
