@@ -7,8 +7,8 @@
 #   recipes/ptb_word_lm.sh DATA_DIR [extra overrides...]     DATA_DIR: ../shared/data/ptb
 #
 # The CPU default stops after EPOCHS=3 of the paper's 13 epochs: one epoch (2,324 steps of 20 x 20 words)
-# takes about 4.5 minutes on 2 cores, so the 13 epochs (~60 min) do not fit the 20-minute budget of a
-# recipe. Nothing else changes. The full runs are GPU overrides, e.g.
+# took 3-4.5 minutes on 2 cores (measured before choosing: 112 ms a step), so the 13 epochs (40-60 min)
+# do not fit the 20-minute budget of a recipe. Nothing else changes. The full runs are GPU overrides, e.g.
 #   EPOCHS=13 recipes/ptb_word_lm.sh DATA_DIR device=cuda                          # small, to the end
 #   EXPERIMENT=ptb_medium EPOCHS=39 recipes/ptb_word_lm.sh DATA_DIR device=cuda    # paper: 86.2 / 82.7
 #   EXPERIMENT=ptb_large EPOCHS=55 recipes/ptb_word_lm.sh DATA_DIR device=cuda     # paper: 82.2 / 78.4
