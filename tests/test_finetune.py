@@ -145,6 +145,8 @@ def test_aux_lm_loss_is_the_causal_lm_loss_against_a_plain_loop():
             log_p = F.log_softmax(model.output(model.hidden(prefix))[0, -1], dim=-1)
             nats, count = nats - log_p[row[t + 1]].item(), count + 1
     assert model.aux_lm_loss(tokens).item() == pytest.approx(nats / count, rel=1e-5)
+    one_word = model.aux_lm_loss(torch.tensor([[5, PAD], [7, PAD]]))  # nothing to predict: 0, never NaN
+    assert one_word.item() == 0.0
 
 
 def test_a_language_model_keeps_its_state_dict_names():

@@ -94,7 +94,7 @@ class TransformerLM(nn.Module):
 
     def hidden(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] -> the last layer's states h [B, T, D] (normalised when pre-LN)."""
-        check_length(tokens.size(1), self.max_positions, "a segment (task.seq_len) or sentence")
+        check_length(tokens.size(1), self.max_positions, "a segment (task.seq_len)")
         x = self.embedding(tokens)  # [B, T, D]
         for block in self.blocks:
             x, _, _ = block(x, causal=True)
@@ -102,9 +102,15 @@ class TransformerLM(nn.Module):
 
     def aux_lm_loss(self, tokens: Tensor) -> Tensor:
         """The causal LM loss on a task's own sentences tokens [B, T] (right-padded): mean nats per
-        predicted token, each token t+1 from tokens 0..t; padding is never a target."""
+        predicted token, each token t+1 from tokens 0..t; padding is never a target. A batch of one-word
+        sentences predicts nothing: 0, not the NaN of a mean over no tokens."""
+        targets = tokens[:, 1:]  # [B, T-1]
+        predicted = int((targets != PAD).sum())
+        if predicted == 0:
+            return self.output.weight.new_zeros(())
         logits = self.output(self.hidden(tokens[:, :-1]))  # [B, T-1, V]
-        return F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], ignore_index=PAD)
+        nats = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="sum")
+        return nats / predicted
 
     # ------------------------------------------------------------------- the incremental decoder
     def encode(self, src: Any) -> None:
