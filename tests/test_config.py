@@ -342,6 +342,12 @@ RULE_CASES = [
         ["model.shift_range=2", "model.memory_size=5"],
         r"shift_range=2 needs 2R \+ 1 <= model\.memory_size=4",
     ),
+    (
+        [],
+        ["finetune.freeze_body=true"],
+        ["finetune.freeze_body=true", "init_from=runs/pretrained"],
+        r"finetune\.freeze_body=true applies to a pretrained body: give init_from=RUN",
+    ),
 ]
 
 
