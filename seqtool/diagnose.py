@@ -26,17 +26,17 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from seqtool.errors import UserError
-from seqtool.models.cells import CellLayer, GRUCell, LSTMCell, RNNCell, StackedRNN
+from seqtool.models.cells import HANDWRITTEN, CellLayer, FusedIRNN, StackedRNN
 
-CELL_CLASSES = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
-FUSED_KINDS = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+CELL_CLASSES = HANDWRITTEN  # cell name -> hand-written cell class
+FUSED_KINDS = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru", FusedIRNN: "irnn"}
 SHOWN_DISTANCES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 @dataclass
 class GradThroughTime:
     norms: list[list[float]]  # [layer][distance T - t]: mean over the batch of ‖∂L_T/∂h_t‖
-    cell: str  # rnn | lstm | gru
+    cell: str  # a name of seqtool.models.cells.Cell
     steps: int  # T
     loss: float  # L_T, per sequence
     sequences: int  # the batch's size
@@ -55,15 +55,16 @@ def layer_cells(rnn: nn.Module) -> tuple[str, list[nn.Module]]:
         return rnn.cell, cells
     kind = FUSED_KINDS.get(type(rnn))
     if kind is None:
-        raise UserError(f"cannot replay a {type(rnn).__name__} step by step (rnn, lstm and gru stacks only)")
+        raise UserError(f"cannot replay a {type(rnn).__name__} step by step (the stacks of make_rnn only)")
     return kind, [fused_layer_cell(rnn, k, kind) for k in range(rnn.num_layers)]
 
 
 def fused_layer_cell(module: nn.RNNBase, k: int, kind: str) -> nn.Module:
     """Layer k of a fused torch module as a hand-written cell holding a copy of its weights."""
     nonlinearity = getattr(module, "nonlinearity", "tanh")
-    if module.bidirectional or getattr(module, "proj_size", 0) or nonlinearity != "tanh":
-        raise UserError("only unidirectional tanh stacks without projections can be replayed step by step")
+    expected = "relu" if kind == "irnn" else "tanh"  # irnn: FusedIRNN, torch's ReLU RNN
+    if module.bidirectional or getattr(module, "proj_size", 0) or nonlinearity != expected:
+        raise UserError("only unidirectional stacks without projections can be replayed step by step")
     weight_ih = getattr(module, f"weight_ih_l{k}")  # [G*H, I]
     cell = CELL_CLASSES[kind](weight_ih.shape[1], module.hidden_size).to(weight_ih)
     with torch.no_grad():

@@ -93,7 +93,7 @@ class RNNEncoder(nn.Module):
         self.cell, self.directions, self.num_layers = cell, (2 if bidirectional else 1), num_layers
         if hidden_size % self.directions:
             raise ValueError(f"a bidirectional encoder needs an even model.hidden_size, got {hidden_size}")
-        self.handwritten = variational_dropout or layer_norm or weight_norm
+        self.handwritten = variational_dropout or layer_norm or weight_norm or cell not in FUSED  # residual
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.dropout = LockedDropout(dropout) if variational_dropout else nn.Dropout(dropout)
         size = hidden_size // self.directions  # both directions together give H
