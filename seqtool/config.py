@@ -98,6 +98,22 @@ DATA_SOURCES: dict[str, list[dict[str, Any]]] = {
     ],
     "seqtool.tasks.charlm.CharLMTask": [{"path": None}, {"hf_name": None}],
     "seqtool.tasks.video.VideoTask": [{"mnist_path": None}, {"hf_name": None}],
+    "seqtool.tasks.lm.WordLMTask": [
+        {"path": None},
+        {"hf_name": None},
+        {"data_dir": None},
+        {"train_path": None, "val_path": None, "test_path": None},
+    ],
+    "seqtool.tasks.classify.ClassifyTask": [
+        {"data_dir": None},
+        {"train_path": None, "val_path": None, "test_path": None},
+        {"hub": None},
+    ],
+    "seqtool.tasks.tagging.TaggingTask": [
+        {"data_dir": None},
+        {"train_path": None, "val_path": None, "test_path": None},
+    ],
+    "seqtool.tasks.mlm.MaskedLMTask": [{"path": None}, {"data_dir": None}, {"hf_name": None}],
 }
 
 
