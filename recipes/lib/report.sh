@@ -14,7 +14,8 @@
 # EXPERIMENTS_DIR (default docs/experiments) and RUNS_DIR (default runs/experiments) move the outputs;
 # REUSE=RUNS rewrites the report from the runs of an earlier call (e.g. after editing its text) without
 # training again. SEQTOOL (default seqtool) is the command, PYTHON (default python3) the interpreter it runs on;
-# JOBS (default 2) sweep jobs run at once, one thread each.
+# JOBS (default 2) sweep jobs run at once, one thread each (JOBS=1: one job on OMP_NUM_THREADS, default 2).
+# REPORT_ARGS: set by a recipe to its positional arguments (DATA_DIR), shown in the page's Reproduce line.
 # Any argument of the recipe after its own is an override of every sweep, e.g. debug=smoke.
 
 seqtool=${SEQTOOL:-seqtool}
@@ -98,7 +99,9 @@ report_end() {
   {
     printf '# %s\n\n' "$REPORT_NAME"
     printf '**Claim.** %s\n\n' "$REPORT_CLAIM"
-    printf '**Reproduce:** `recipes/%s.sh%s` (writes this page).\n\n' "$REPORT_NAME" "${REPORT_EXTRA:+ ${REPORT_EXTRA[*]}}"
+    # REPORT_ARGS: the recipe's positional arguments (a data folder), which come before any override
+    printf '**Reproduce:** `recipes/%s.sh%s%s` (writes this page).\n\n' "$REPORT_NAME" "${REPORT_ARGS:+ $REPORT_ARGS}" \
+      "${REPORT_EXTRA:+ ${REPORT_EXTRA[*]}}"
     printf '| | |\n|---|---|\n'
     printf '| commit | %s |\n' "$commit"
     printf '| hardware | %s CPU cores%s, %s; torch %s |\n' "$(nproc)" "${cpu:+ ($cpu)}" \
@@ -106,7 +109,7 @@ report_end() {
       "$(${PYTHON:-python3} -c 'import torch; print(torch.__version__)' 2>/dev/null || echo unknown)"
     printf '| wall time | %d min %02d s (every sweep, %s job(s) at a time) |\n' $((seconds / 60)) $((seconds % 60)) "$JOBS"
     printf '| date | %s |\n' "$(date -u +%Y-%m-%d)"
-    printf '\nThe sweeps (runs under `%s`; CPU defaults, jobs of one thread each):\n\n```sh\n' "$REPORT_RUNS"
+    printf '\nThe sweeps (runs under `%s`; CPU defaults, jobs of %s thread(s) each):\n\n```sh\n' "$REPORT_RUNS" "$REPORT_THREADS"
     printf '%s\n' "${REPORT_COMMANDS[@]}"
     printf '```\n'
     cat "$REPORT_BODY"
