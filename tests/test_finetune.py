@@ -228,7 +228,7 @@ def test_the_trainer_hands_the_aux_weight_to_the_task_and_the_loss_is_the_weight
     loss = task.loss(model, (task.tokens, task.labels))
     logits, _ = model(task.tokens)
     by_hand = F.cross_entropy(logits, task.labels) + 0.3 * model.aux_lm_loss(task.tokens)
-    assert float(loss.total / loss.count) == pytest.approx(float(by_hand), rel=1e-6)
+    assert (loss.total / loss.count).item() == pytest.approx(by_hand.item(), rel=1e-6)
 
 
 def test_an_aux_weight_for_a_task_without_the_hook_is_refused(tmp_path):
