@@ -32,6 +32,7 @@ if [ -n "$ptb" ] && [ ! -d "$ptb" ]; then
   exit 2
 fi
 REPORT_EXTRA=("$@")
+REPORT_ARGS="$sst2${ptb:+ $ptb}"
 
 report_begin pretraining "Pretraining a Transformer on unlabelled text (a causal LM for GPT, a masked LM for \
 BERT) makes it a better SST-2 classifier than the same model trained from scratch, most of all with few \
@@ -66,7 +67,7 @@ report_sweep finetune/bert "${tune[@]}" model=bert "$(pretrained bert)" name=ber
   trainer.aux_lm_weight=0.0,0.5
 report_sweep finetune/bert_mask "${tune[@]}" model=bert "$(pretrained bert_mask)" name=bert_always_mask
 
-report_text "Data: \`recipes/pretraining.sh $sst2${ptb:+ $ptb}\`. Unlabelled text: $source_text. Sizes of the CPU default (conf/experiment/pretraining*.yaml, chosen \
+report_text "Unlabelled text: $source_text. Sizes of the CPU default (conf/experiment/pretraining*.yaml, chosen \
 before any run; the Reproduce line above shows any override): GPT and BERT alike have 2 layers of 64 with 2 \
 heads, a 256-wide feed-forward block and 64 positions; both pretrain 400 steps of 16 sequences of 64 tokens \
 (lr 1e-3, cosine, 10,000-word vocabulary, one seed). Fine-tuning (conf/experiment/pretraining.yaml): \
