@@ -179,10 +179,10 @@ class ConstantLM(nn.Module):
         return self.logits, None
 
 
-def tiny_task() -> ClassifyTask:
+def tiny_task(tokens: str = "word") -> ClassifyTask:
     return ClassifyTask(data_dir=None, train_path=None, val_path=None, test_path=None, hub=None,
                         hub_config=None, hub_splits={}, text_column="sentence", label_column="label",
-                        tokens="word", vocab_size=100, min_frequency=1, lowercase=False, max_length=16,
+                        tokens=tokens, vocab_size=100, min_frequency=1, lowercase=False, max_length=16,
                         max_tokens=64, bucket_size=64, generated_size=40, seed=1)  # fmt: skip
 
 
@@ -217,20 +217,26 @@ def test_batches_are_bucketed_by_length_and_cover_the_split(tmp_path):
 
 # ------------------------------------------------------------------------------------- end to end
 SMALL = ["task=classify", "model=classifier", "model.embedding_size=16", "model.hidden_size=16",
-         "model.attention_size=8", "task.generated_size=400", "trainer.optimizer.lr=0.01"]  # fmt: skip
+         "model.attention_size=8", "task.generated_size=400", "task.max_tokens=512",
+         "trainer.optimizer.lr=0.01"]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_train_eval_decode_on_the_embedded_default(tmp_path):
     run_dir = tmp_path / "run"
     commands.train(
-        compose([*SMALL, f"run_dir={run_dir}", "trainer.lr_schedule.warmup_steps=5", *quick_trainer(60)])
+        compose([*SMALL, f"run_dir={run_dir}", "trainer.lr_schedule.warmup_steps=5", *quick_trainer(150)])
     )
     run = commands.load_run(run_dir, device="cpu")
     from seqtool.decode.settings import SearchSettings
 
     metrics = commands.evaluate(run, "test", SearchSettings())
-    assert metrics["accuracy"] > 0.6 and set(metrics) >= {"loss", "accuracy", "macro_f1", "majority_accuracy"}
+    assert metrics["accuracy"] > 0.75 and set(metrics) >= {
+        "loss",
+        "accuracy",
+        "macro_f1",
+        "majority_accuracy",
+    }
     assert (run_dir / "plots" / "confusion_test.png").stat().st_size > 0
     lines = "the film was not good\nhonestly , the plot was great\n"
     result = seqtool(
@@ -266,8 +272,26 @@ def test_a_tsv_dir_without_test_split_trains_and_refuses_eval_on_test(tmp_path):
     assert_user_error(
         seqtool("eval", str(run_dir), "--split", "test"), f"task.data_dir={data} has no test split"
     )
-    result = seqtool("decode", str(run_dir), "--num", "2", "--plot-attention", str(tmp_path / "att"))
-    assert_user_error(result, "this model pools by mean (train with model.pooling=attention)")
+    from seqtool.decode.settings import DecodeOptions
+
+    options = DecodeOptions(num=2, plot_dir=tmp_path / "att")  # decode --num 2 --plot-attention DIR
+    with pytest.raises(UserError, match=r"this model pools by mean \(train with model.pooling=attention\)"):
+        commands.decode(commands.load_run(run_dir, device="cpu"), options)
     write(data / "dev.tsv", "sentence\tlabel\ngood\t2\n")
     with pytest.raises(UserError, match=r"dev.tsv line 2: the label '2' is not among the training labels"):
         commands.train(compose([*overrides[:-1], f"run_dir={tmp_path / 'run2'}", *quick_trainer(2)]))
+
+
+@pytest.mark.parametrize(("kind", "pieces"), [("char", ["t", "h", "e", "▁", "f"]), ("bpe", None)])
+def test_char_and_bpe_tokens_are_trained_on_train_and_loaded_again(tmp_path, kind, pieces):
+    task = tiny_task(kind)
+    task.setup(tmp_path)
+    text = "the film was not good"
+    assert (tmp_path / "vocab" / "tokens.json").is_file() and not (tmp_path / "vocab" / "words.json").exists()
+    ids = task.tokens.encode(text)
+    assert len(task.tokens.pieces(text)) == len(ids) and 3 not in ids  # every piece known: no <unk>
+    if pieces is not None:
+        assert task.tokens.pieces(text)[:5] == pieces
+    again = tiny_task(kind)
+    again.setup(tmp_path)  # the saved tokenizer, not a new one
+    assert again.tokens.encode(text) == ids and again.model_kwargs() == task.model_kwargs()
