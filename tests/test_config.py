@@ -452,7 +452,7 @@ def test_a_sweep_job_replaces_the_source_as_a_single_run_does(tmp_path):
 
 # ------------------------------------------------------------------------------ resume policy
 RESUMED = {
-    "trainer.max_steps": 900, "trainer.eval_every": 30, "trainer.log_every": 5, "trainer.sample_every": 0,
+    "trainer.max_steps": 900, "trainer.max_epochs": 5, "trainer.eval_every": 30, "trainer.log_every": 5, "trainer.sample_every": 0,
     "trainer.patience": 4, "trainer.keep_best": 3, "trainer.on_nonfinite": "skip",
     "trainer.divergence.factor": 50.0, "trainer.divergence.window": 10, "trainer.precision": "fp32",
     "trainer.compile": True, "trainer.progress": False, "trainer.tensorboard": False, "device": "cpu",
