@@ -347,10 +347,33 @@ RULES: list[Rule] = [
     fine_tuning_needs_a_body,
 ]
 
+# Models that prepend a class position to every sentence (BERT's, the classifier's Transformer encoder's).
+CLASS_POSITION_MODELS = ("seqtool.models.bert.Bert", "seqtool.models.classifier.Classifier")
+
+
+def sentence_fits_positions(cfg: dict[str, Any]) -> str | None:
+    """task.max_length tokens (with a class position, where the model prepends one) fit the position table."""
+    length, positions = value(cfg, "task.max_length"), value(cfg, "model.max_positions")
+    if length is None or positions is None:
+        return None
+    target = value(cfg, "model._target_")
+    if target == "seqtool.models.classifier.Classifier" and value(cfg, "model.encoder") != "transformer":
+        return None  # a recurrent or bag encoder has no position table
+    needed = length + (1 if target in CLASS_POSITION_MODELS else 0)
+    if needed <= positions:
+        return None
+    extra = " and the class position" if needed > length else ""
+    return (
+        f"task.max_length={length}{extra} need {needed} positions, more than "
+        f"model.max_positions={positions}; lower task.max_length or raise model.max_positions"
+    )
+
+
 # Between a model and its task: they hold once the model fits the task (a config composed only to build
 # a task or a model may pair it with the default of the other group).
 PAIRING_RULES: list[Rule] = [
     at_most("task.seq_len", "model.max_positions", "a segment must fit the model's positions"),
+    sentence_fits_positions,
     divides("model.patch_size", "task.image_size", "frames are cut into patch_size × patch_size patches"),
     needs("model.share_all_embeddings", "task.joint_vocab"),
 ]

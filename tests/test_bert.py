@@ -147,3 +147,20 @@ def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="mask_index"):
         Bert(vocab_size=5, d_model=D, heads=HEADS, num_layers=1, ffn_size=FFN, dropout=0.0,
              max_positions=8, norm_first=False, mask_index=MASK_INDEX)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_sentence_longer_than_the_position_table_is_one_line_and_exit_2(tmp_path):
+    """task=tagging cannot cut a sentence (its tags would lose their words): one too long for BERT's
+    positions ends the run in one line, exit 2, not a traceback."""
+    from tests.helpers import assert_user_error, seqtool
+
+    result = seqtool(
+        "train",
+        "task=tagging",
+        "model=bert",
+        "model.max_positions=8",
+        "debug=smoke",
+        f"run_dir={tmp_path / 'run'}",
+    )
+    assert_user_error(result, "more than model.max_positions=8")

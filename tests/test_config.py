@@ -348,6 +348,18 @@ RULE_CASES = [
         ["finetune.freeze_body=true", "init_from=runs/pretrained"],
         r"finetune\.freeze_body=true applies to a pretrained body: give init_from=RUN",
     ),
+    (  # BERT prepends a class position: 63 tokens + 1 fit 64 positions, 64 + 1 do not
+        ["task=classify", "model=bert", "model.max_positions=64"],
+        ["task.max_length=64"],
+        ["task.max_length=63"],
+        r"task\.max_length=64 and the class position need 65 positions, more than model\.max_positions=64",
+    ),
+    (  # GPT has no class position: 64 tokens fit 64 positions
+        ["task=classify", "model=transformer_lm", "model.max_positions=64"],
+        ["task.max_length=65"],
+        ["task.max_length=64"],
+        r"task\.max_length=65 need 65 positions, more than model\.max_positions=64",
+    ),
 ]
 
 
@@ -452,8 +464,8 @@ def test_a_sweep_job_replaces_the_source_as_a_single_run_does(tmp_path):
 
 # ------------------------------------------------------------------------------ resume policy
 RESUMED = {
-    "trainer.max_steps": 900, "trainer.max_epochs": 5, "trainer.eval_every": 30, "trainer.log_every": 5, "trainer.sample_every": 0,
-    "trainer.patience": 4, "trainer.keep_best": 3, "trainer.on_nonfinite": "skip",
+    "trainer.max_steps": 900, "trainer.max_epochs": 5, "trainer.eval_every": 30, "trainer.log_every": 5,
+    "trainer.sample_every": 0, "trainer.patience": 4, "trainer.keep_best": 3, "trainer.on_nonfinite": "skip",
     "trainer.divergence.factor": 50.0, "trainer.divergence.window": 10, "trainer.precision": "fp32",
     "trainer.compile": True, "trainer.progress": False, "trainer.tensorboard": False, "device": "cpu",
 }  # fmt: skip

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqtool.errors import UserError
 from seqtool.models.attention import MultiHeadAttention
 from seqtool.models.base import State, map_tensors
 
@@ -47,10 +48,15 @@ def sinusoids(length: int, d_model: int) -> Tensor:
     return table
 
 
+class TooLong(UserError, ValueError):
+    """A sequence longer than the position table: the data or the config is at fault, not the code, so the
+    command ends in one line and exit 2 (a UserError); a ValueError to callers that check arguments."""
+
+
 def check_length(length: int, max_positions: int, what: str) -> None:
     """Refuse a sequence the position table cannot cover, saying what to change."""
     if length > max_positions:
-        raise ValueError(
+        raise TooLong(
             f"{what} has {length} positions, more than model.max_positions={max_positions}; "
             "shorten it or train a model with a larger max_positions"
         )
