@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from seqtool.data.labelled import (
     LabelVocab,
     find_split,
     generated_reviews,
+    read_hub,
     read_labelled,
 )
 from seqtool.errors import UserError
@@ -92,6 +95,30 @@ def test_malformed_files_are_refused_naming_the_file_and_line(tmp_path, name, te
     with pytest.raises(UserError) as error:
         read_labelled(write(tmp_path / name, text), **COLUMNS)
     assert message in str(error.value) and str(tmp_path / name) in str(error.value)
+
+
+def test_a_hub_dataset_reads_class_label_names_and_refuses_held_out_labels(monkeypatch):
+    """task.hub through a stand-in for `datasets` (no network here): a ClassLabel reads as its names."""
+
+    class ClassLabel:
+        names = ["negative", "positive"]
+
+    class Dataset(dict):
+        column_names = ["sentence", "label", "idx"]
+        features = {"label": ClassLabel()}
+
+    def load_dataset(name, config, split):
+        assert (name, config) == ("glue", "sst2")
+        labels = [1, 0] if split == "validation" else [-1]  # glue's test labels are -1: held out
+        return Dataset(sentence=["a fine film ", "dull"][: len(labels)], label=labels)
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    split = read_hub("glue", "sst2", "validation", **COLUMNS)
+    assert [(e.text, e.label) for e in split.examples] == [("a fine film", "positive"), ("dull", "negative")]
+    with pytest.raises(UserError, match="hub:glue:test row 1 has no label"):
+        read_hub("glue", "sst2", "test", **COLUMNS)
+    with pytest.raises(UserError, match="has no 'text'/'label' columns"):
+        read_hub("glue", "sst2", "validation", text_column="text", label_column="label")
 
 
 def test_a_split_is_found_under_the_name_its_corpus_ships_with(tmp_path):
