@@ -149,7 +149,9 @@ def test_a_model_that_cannot_take_the_tasks_sizes_is_refused():
 
 def test_bad_pairing_exits_2_with_one_line(tmp_path):
     result = seqtool("train", "model=recurrent", "task=translation", "trainer=smoke", f"run_dir={tmp_path}/r")
-    assert_user_error(result, "tasks that fit model=recurrent: task=charlm, task=lm, task=memory task.problem=adding")
+    assert_user_error(
+        result, "tasks that fit model=recurrent: task=charlm, task=lm, task=memory task.problem=adding"
+    )
     result = seqtool("train", "model=char_rnn", "task=memory", "trainer=smoke", f"run_dir={tmp_path}/c")
     assert_user_error(result, "model=char_rnn does not fit task=memory task.problem=adding")
     assert not (tmp_path / "c" / "checkpoints").exists()
