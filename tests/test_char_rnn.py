@@ -119,5 +119,5 @@ def test_tie_weights_with_different_sizes_says_how_to_fix_it():
 
 
 def test_unknown_cell_is_refused():
-    with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru, got 'x'"):
+    with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru, irnn, residual, got 'x'"):
         make_model(cell="x")

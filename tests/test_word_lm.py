@@ -281,7 +281,7 @@ def test_ptb_small_smoke_trains_evaluates_and_decodes_words(tmp_path):
         (["task=lm", "task.data_dir={empty}"], "has no ptb.train.txt"),
         (["task=lm", "task.data_dir={blank}"], "holds no words (the train split is empty)"),
         (["task=lm", "task.train_path={blank}/ptb.valid.txt"], "task.val_path is missing"),
-        (["task=lm", "task.data_dir={blank}", "task.path=x.txt"], "give one data source"),
+        (["task=lm", "task.data_dir={blank}", "task.path=x.txt"], "give exactly one data source"),
     ],
 )
 def test_bad_inputs_end_in_one_line_and_exit_2(tmp_path, arguments, message):
