@@ -269,7 +269,8 @@ def test_options_are_checked():
         make_model(tie_embeddings=True, hidden_size=10)
     with pytest.raises(ValueError, match="even model.hidden_size"):
         make_model(hidden_size=9, embedding_size=9)
-    with pytest.raises(ValueError, match="model.cell must be one of rnn, lstm, gru, irnn, residual, got 'foo'"):
+    cells = "rnn, lstm, gru, irnn, residual"
+    with pytest.raises(ValueError, match=f"model.cell must be one of {cells}, got 'foo'"):
         make_model(cell="foo")
     with pytest.raises(ValueError, match="model.decoder_order must be one of luong, bahdanau, got 'foo'"):
         make_model(decoder_order="foo")
