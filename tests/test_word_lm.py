@@ -172,6 +172,36 @@ def test_perplexity_is_exp_of_the_mean_nats_of_every_next_word_end_of_sentence_i
     assert metrics["perplexity"] == pytest.approx(math.exp(sum(nats) / len(nats)), rel=1e-6)
 
 
+def test_bpe_pieces_read_back_as_the_words_and_mark_where_each_word_starts(tmp_path):
+    """task.tokenizer=bpe: each sentence's pieces, then </s>; decoding gives the words back, and the
+    pieces that start a word (and </s>) are exactly as many as the words and ends of sentence."""
+    task = word_task(data_dir=str(ptb_dir(tmp_path / "ptb")), tokenizer="bpe", bpe_vocab_size=60)
+    task.setup(tmp_path / "run")
+    assert (tmp_path / "run" / "vocab" / "tokens.json").is_file()
+    lines = (tmp_path / "ptb" / "ptb.valid.txt").read_text().splitlines()
+    words = words_of(lines)
+    ids = task.splits["val"].tolist()
+    assert len(ids) > len(words)  # 60 pieces cannot spell every word whole
+    assert task.vocab.decode(ids) == words
+    assert int(task.vocab.starts_word[ids].sum()) == len(words)
+
+
+def test_bpe_perplexity_is_per_word_from_the_same_nats_as_the_pieces(tmp_path):
+    """With pieces, the loss is nats per piece and perplexity exp(the same total nats / words predicted)."""
+    task = word_task(data_dir=str(ptb_dir(tmp_path / "ptb")), tokenizer="bpe", bpe_vocab_size=60,
+                     batch_size=1)  # fmt: skip
+    task.setup(tmp_path / "run")
+    model = Bigram(len(task.vocab))
+    ids = task.splits["val"].tolist()
+    log_probs = torch.log_softmax(model.table, dim=-1)
+    nats = [-float(log_probs[previous, piece]) for previous, piece in zip(ids, ids[1:])]
+    words = int(task.vocab.starts_word[ids[1:]].sum())  # the first piece is read, not predicted
+    metrics = task.evaluate(model, "val")
+    assert metrics["loss"] == pytest.approx(sum(nats) / len(nats), rel=1e-6)
+    assert metrics["piece_perplexity"] == pytest.approx(math.exp(sum(nats) / len(nats)), rel=1e-6)
+    assert metrics["perplexity"] == pytest.approx(math.exp(sum(nats) / words), rel=1e-6)
+
+
 # ---------------------------------------------------------------------------------- epoch schedule
 def test_the_epoch_decay_multiplier_of_every_step_against_a_hand_computation():
     """3 steps per epoch, flat for 2 epochs, then halved every epoch: epochs 1, 2 at 1, epoch 3 at

@@ -9,6 +9,11 @@ The words of a split, one after another, are cut into the char LM's contiguous s
 (seqtool.tasks.charlm.StreamLMTask: truncated BPTT, the state carried from segment to segment).
 Perplexity per word is exp(mean nats per predicted token), </s> included.
 
+With `task.tokenizer=bpe` the same lines are cut into byte-pair pieces (Hugging Face tokenizers, trained
+on train, vocab/tokens.json) and the model predicts pieces; a line still ends in </s>. The loss is then
+nats per piece, and `perplexity` stays per word: exp(the same total nats / the words predicted), a word
+being a piece that starts one (SentencePiece's "▁" marker) or </s>, so it compares with a word model's.
+
 Where the splits come from, one of:
 
     task.data_dir=DIR      DIR/ptb.{train,valid,test}.txt (or train.txt / valid.txt / test.txt, or
@@ -23,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -31,11 +36,13 @@ from torch import Tensor, nn
 from seqtool.by_length import refuse as refuse_by_length
 from seqtool.data.parallel import read_lines
 from seqtool.data.text import hub_text, read_local, stdlib_source
-from seqtool.data.vocab import EOS, WORDS_FILE, WordVocab, saved_vocabulary
+from seqtool.data.tokenize import TextTokenizer
+from seqtool.data.vocab import EOS, UNK, WORDS_FILE, WordVocab, saved_vocabulary
 from seqtool.errors import UserError
 from seqtool.tasks.charlm import StreamLMTask
 
 END_OF_SENTENCE = "</s>"  # the vocabulary's EOS special, appended to every line
+UNKNOWN = "<unk>"  # PTB writes its rare words so; the vocabulary's UNK special
 
 # The file names of each split in a data_dir, first found wins (each may also end in .gz).
 SPLIT_FILES = {
@@ -45,9 +52,77 @@ SPLIT_FILES = {
 }
 
 
+TOKENS_FILE = Path("vocab") / "tokens.json"  # the BPE tokenizer of task.tokenizer=bpe
+
+
 def words_of(lines: list[str]) -> list[str]:
     """The tokens of lines of space-separated words: each line's words, then </s>."""
     return [word for line in lines for word in [*line.split(), END_OF_SENTENCE]]
+
+
+def sentences_of(words: list[str]) -> list[tuple[str, bool]]:
+    """words_of's tokens back as lines: (a line, whether </s> ended it), a last line without </s> too."""
+    found, line = [], []
+    for word in words:
+        if word == END_OF_SENTENCE:
+            found.append((" ".join(line), True))
+            line = []
+        else:
+            line.append(word)
+    return [*found, (" ".join(line), False)] if line else found
+
+
+class PieceVocab:
+    """BPE pieces as the word LM's vocabulary, with WordVocab's interface over words_of's tokens:
+    encode(words) gives each sentence's pieces then </s>; decode(ids) gives words back."""
+
+    def __init__(self, tokenizer: TextTokenizer) -> None:
+        self.tokenizer = tokenizer
+        pieces = tokenizer.tokens(list(range(len(tokenizer))))
+        # which ids begin a word: "▁piece" (the word-start marker), </s> and <unk> (PTB's own <unk> is a word
+        # of its own here; a character train never had also reads as <unk>, and then counts as one too)
+        self.starts_word = torch.tensor([piece.startswith("▁") for piece in pieces])
+        self.starts_word[[EOS, UNK]] = True
+
+    @classmethod
+    def build(cls, train_words: list[str], vocab_size: int) -> PieceVocab:
+        lines = [line for line, _ in sentences_of([w for w in train_words if w != UNKNOWN])]
+        return cls(TextTokenizer.train(lines, kind="bpe", vocab_size=vocab_size))
+
+    def __len__(self) -> int:
+        return len(self.tokenizer)
+
+    def encode(self, words: list[str]) -> list[int]:
+        """Each run of words between two </s> or <unk> as its pieces; </s> and <unk> as themselves."""
+        ids: list[int] = []
+        run: list[str] = []
+        for word in [*words, None]:
+            if word is None or word in (END_OF_SENTENCE, UNKNOWN):
+                ids += self.tokenizer.encode(" ".join(run)) if run else []
+                ids += [] if word is None else [EOS if word == END_OF_SENTENCE else UNK]
+                run = []
+            else:
+                run.append(word)
+        return ids
+
+    def decode(self, ids: list[int]) -> list[str]:
+        words: list[str] = []
+        run: list[int] = []
+        for i in [*ids, None]:
+            if i is None or i in (EOS, UNK):
+                words += self.tokenizer.decode(run).split()
+                words += [] if i is None else [END_OF_SENTENCE if i == EOS else UNKNOWN]
+                run = []
+            else:
+                run.append(i)
+        return words
+
+    def save(self, path: Path) -> None:
+        self.tokenizer.save(path)
+
+    @classmethod
+    def load(cls, path: Path) -> PieceVocab:
+        return cls(TextTokenizer.load(path))
 
 
 class WordLMTask(StreamLMTask):
@@ -77,11 +152,18 @@ class WordLMTask(StreamLMTask):
         seq_len: int,
         min_seq_len: int,
         eval_max_tokens: int | None,
+        tokenizer: Literal["word", "bpe"] = "word",  # runs saved before the key are word runs
+        bpe_vocab_size: int = 8000,
     ) -> None:
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
             raise ValueError(
                 "task.val_fraction and task.test_fraction must be in [0, 1) and leave room for train"
             )
+        if tokenizer not in ("word", "bpe"):
+            raise ValueError(f"task.tokenizer={tokenizer!r}: use word or bpe")
+        if bpe_vocab_size < 16:
+            raise ValueError(f"task.bpe_vocab_size={bpe_vocab_size} is too small: give at least 16")
+        self.tokenizer, self.bpe_vocab_size = tokenizer, bpe_vocab_size
         self._init_streams(batch_size, seq_len, min_seq_len)
         self.data_dir, self.path, self.hf_name = data_dir, path, hf_name
         self.files = {"train": train_path, "val": val_path, "test": test_path}
@@ -96,11 +178,15 @@ class WordLMTask(StreamLMTask):
         """Read the splits, build the vocabulary from train (or load the run's own), cut the streams."""
         self.device = device or torch.device("cpu")
         words = self._read_splits()
-        vocab_path = Path(run_dir) / WORDS_FILE
+        kind = PieceVocab if self.tokenizer == "bpe" else WordVocab
+        vocab_path = Path(run_dir) / (TOKENS_FILE if self.tokenizer == "bpe" else WORDS_FILE)
         if saved_vocabulary(run_dir, [vocab_path]):
-            self.vocab = WordVocab.load(vocab_path)
+            self.vocab = kind.load(vocab_path)
         else:
-            self.vocab = WordVocab.build([words["train"]], max_size=self.max_vocab)
+            if self.tokenizer == "bpe":
+                self.vocab = PieceVocab.build(words["train"], self.bpe_vocab_size)
+            else:
+                self.vocab = WordVocab.build([words["train"]], max_size=self.max_vocab)
             if rank == 0:
                 self.vocab.save(vocab_path)
         # Words outside the vocabulary (rarer than max_vocab allows, or unseen in train) read as <unk>.
@@ -181,11 +267,18 @@ class WordLMTask(StreamLMTask):
     def evaluate(
         self, model: nn.Module, split: str, search: Any = None, by_length: Any = None
     ) -> dict[str, float]:
-        """loss (nats per word, </s> counted) and perplexity per word over (a capped prefix of) a split."""
+        """loss (nats per word, </s> counted; bpe: per piece) and perplexity per word over (a capped
+        prefix of) a split."""
         if by_length is not None:
             refuse_by_length(f"the {self.name}")
         loss = self.nats_per_token(model, split)
-        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
+        if self.tokenizer != "bpe":
+            return {"loss": loss, "perplexity": math.exp(min(loss, 700.0))}
+        predicted = self._eval_rows(split)[:, 1:]  # the pieces nats_per_token scored
+        words = int(self.vocab.starts_word[predicted.cpu()].sum())
+        per_word = loss * predicted.numel() / max(1, words)
+        return {"loss": loss, "perplexity": math.exp(min(per_word, 700.0)),
+                "piece_perplexity": math.exp(min(loss, 700.0))}  # fmt: skip
 
     # ------------------------------------------------------------------------------------ decode
     def _encode_prime(self, text: str) -> list[int]:
