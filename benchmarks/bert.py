@@ -14,7 +14,6 @@ The sizes are conf/experiment/bert_small.yaml's. The last line printed is the re
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +22,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from harness import autocast, comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import build_trainer, resolve_device
-from seqtool.config import compose, instantiate
+from harness import autocast, built_trainer, comparison, machine, measure_steps, print_result, timing_parser
+from seqtool.config import instantiate
 from seqtool.models.bert import IGNORE, PAD
 
 
@@ -102,12 +100,10 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = compose(overrides(args))
-    device = resolve_device(str(cfg.device))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device)
+    with built_trainer(overrides(args)) as (cfg, trainer):
+        device = trainer.device
         twin_task = instantiate(cfg.task)  # the same batches, from a stream of its own
-        twin_task.setup(Path(run_dir), device=device)
+        twin_task.setup(trainer.run_dir, device=device)
         m = cfg.model
         plain_model = PlainBert(len(twin_task.vocab), m.d_model, m.heads, m.num_layers, m.ffn_size,
                                 m.max_positions, m.dropout).to(device)  # fmt: skip

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +22,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from harness import autocast, comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import build_trainer, resolve_device
-from seqtool.config import compose
+from harness import autocast, built_trainer, comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.train import Trainer
 
 
@@ -106,10 +103,8 @@ def report(args: argparse.Namespace, trainer: Trainer, seqtool: float, plain: fl
 
 def main() -> None:
     args = parse_args()
-    cfg = compose(overrides(args))
-    device = resolve_device(str(cfg.device))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device)
+    with built_trainer(overrides(args)) as (cfg, trainer):
+        device = trainer.device
         batches = trainer.task.batches("train", train=True)
         tokens = trainer.task.train_rows.to(device)  # shape: [B, N], the trainer's own streams
         plain = plain_steps(cfg, twin_model(trainer), tokens, trainer.autocast_dtype)

@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import tempfile
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from harness import comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import build_trainer, resolve_device
-from seqtool.config import compose
+from harness import built_trainer, comparison, machine, measure_steps, print_result, timing_parser
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,11 +73,10 @@ def copy_weights(seqtool_model: nn.Module, plain: PlainBiLSTM) -> None:
 def main() -> None:
     args = parse_args()
     data = [f"task.data_dir={args.data}"] if args.data else []  # none: the generated reviews
-    cfg = compose(["experiment=sst2", *data, f"device={args.device}", "trainer.precision=fp32",
-                   "trainer.progress=false", "trainer.tensorboard=false"])  # fmt: skip
-    device = resolve_device(str(cfg.device))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device)
+    overrides = ["experiment=sst2", *data, f"device={args.device}", "trainer.precision=fp32",
+                 "trainer.progress=false", "trainer.tensorboard=false"]  # fmt: skip
+    with built_trainer(overrides) as (cfg, trainer):
+        device = trainer.device
         stream = trainer.task.batches("train", train=True)
         batches = [next(stream) for _ in range(args.steps)]  # one round: every batch once
         sentences = sum(len(batch.labels) for batch in batches) / len(batches)

@@ -11,12 +11,30 @@ Scripts import it as a sibling module (`python benchmarks/NAME.py` puts benchmar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
+
+from seqtool.commands import build_trainer, resolve_device
+from seqtool.config import compose
+from seqtool.train import Trainer
+
+
+@contextlib.contextmanager
+def built_trainer(overrides: list[str]) -> Iterator[tuple[DictConfig, Trainer]]:
+    """The config the overrides compose and the Trainer `seqtool train` builds from it (the task set up,
+    the model on its device), in a run directory removed afterwards: the seqtool side of a benchmark."""
+    cfg = compose(overrides)
+    device = resolve_device(str(cfg.device))
+    with tempfile.TemporaryDirectory() as run_dir:
+        yield cfg, build_trainer(cfg, Path(run_dir), device)
 
 
 def timing_parser(

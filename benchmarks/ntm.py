@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,9 +25,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from harness import comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import build_trainer, resolve_device
-from seqtool.config import compose
+from harness import built_trainer, comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.data import memory_problems as problems
 
 
@@ -76,10 +72,8 @@ def plain_steps(cfg: DictConfig, model: nn.Module, batches: list[tuple]) -> Iter
 
 def main() -> None:
     args = parse_args()
-    cfg = compose(overrides(args))
-    device = resolve_device(str(cfg.device))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device)
+    with built_trainer(overrides(args)) as (cfg, trainer):
+        device = trainer.device
         rng = np.random.default_rng(0)
         drawn = [problems.ntm_copy(rng, args.batch_size, args.length, int(cfg.task.width)) for _ in range(4)]
         batches = [tuple(torch.from_numpy(a).to(device) for a in arrays) for arrays in drawn]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,9 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from harness import comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import build_trainer, resolve_device
-from seqtool.config import compose
+from harness import built_trainer, comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.tasks.tagging import IGNORE, TagBatch
 
 
@@ -81,10 +78,8 @@ def plain_step(model: PlainTagger, optimizer: torch.optim.Optimizer, batch: TagB
 
 def main() -> None:
     args = parse_args()
-    cfg = compose(overrides(args))
-    device = resolve_device(str(cfg.device))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device)
+    with built_trainer(overrides(args)) as (cfg, trainer):
+        device = trainer.device
         stream = trainer.task.batches("train", train=True)
         batches = [next(stream) for _ in range(args.steps)]  # both sides cycle these
         sentences = sum(len(b.index) for b in batches) / len(batches)

@@ -27,18 +27,14 @@ The last line printed is the result as JSON, for a note to quote.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from harness import autocast, comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import build_trainer, resolve_device
-from seqtool.config import compose
+from harness import autocast, built_trainer, comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.train import Trainer
 
 
@@ -306,10 +302,8 @@ def report(args: argparse.Namespace, trainer: Trainer, seqtool: float, plain: fl
 
 def main() -> None:
     args = parse_args()
-    cfg = compose(overrides(args))
-    device = resolve_device(str(cfg.device))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device)
+    with built_trainer(overrides(args)) as (cfg, trainer):
+        device = trainer.device
         if args.channels_last:  # in place: the optimizer keeps the very same parameters
             trainer.model.to(memory_format=torch.channels_last)
         batches = trainer.task.batches("train", train=True)

@@ -15,7 +15,6 @@ entries. The last line printed is the result as JSON, for a note to quote.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from harness import comparison, machine, measure_steps, print_result, timing_parser
-from seqtool.commands import build_trainer, resolve_device
-from seqtool.config import compose
+from harness import built_trainer, comparison, machine, measure_steps, print_result, timing_parser
 from seqtool.train import Trainer
 
 
@@ -98,10 +95,8 @@ def report(args: argparse.Namespace, cfg: DictConfig, trainer: Trainer, seqtool:
 
 def main() -> None:
     args = parse_args()
-    cfg = compose(overrides(args))
-    device = resolve_device(str(cfg.device))
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(cfg, Path(run_dir), device)
+    with built_trainer(overrides(args)) as (cfg, trainer):
+        device = trainer.device
         batches = trainer.task.batches("train", train=True)
         tokens = trainer.task.train_rows.to(device)  # shape: [B, N], the trainer's own streams
         plain = plain_steps(cfg, tokens, len(trainer.task.vocab))
